@@ -1,0 +1,51 @@
+"""What every backend of the local engine shares: the store, the account, the endpoint."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_sm_provider.local.store import Store
+
+#: Credentials the engine uses for its own calls to the embedded moto services. They are
+#: fake by construction: moto accepts any, and AWS would reject them.
+ENGINE_ACCESS_KEY_ID = "ASIALOCALENGINE00000"
+ENGINE_SECRET_ACCESS_KEY = "local-engine-secret-not-a-real-key"  # noqa: S105
+
+
+@dataclass
+class EngineContext:
+    """Shared state of one engine instance; backends receive it at construction."""
+
+    store: Store
+    data_dir: Path
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    endpoint_url: str = ""  # set by the server once its socket is bound
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def arn(self, resource_type: str, name: str) -> str:
+        """ARN of a SageMaker resource; SageMaker lower-cases the name part."""
+        return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource_type}/{name.lower()}"
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the engine's own endpoint (S3, logs, cloudwatch go to moto)."""
+        if service not in self._clients:
+            import boto3
+            from botocore.config import Config
+
+            self._clients[service] = boto3.session.Session().client(
+                service,
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=ENGINE_ACCESS_KEY_ID,
+                aws_secret_access_key=ENGINE_SECRET_ACCESS_KEY,
+                config=Config(retries={"mode": "standard", "max_attempts": 5}),
+            )
+        return self._clients[service]

@@ -1,0 +1,64 @@
+"""AWS error responses of the local engine.
+
+Every failure a handler raises is one of these classes; the server serializes it in one
+place as the JSON 1.1 / rest-json error body AWS sends: ``{"__type": code, "Message": msg}``
+with the HTTP status of the real service.
+"""
+
+from __future__ import annotations
+
+
+class AwsError(Exception):
+    """Raised when a request fails the way the real service would fail it."""
+
+    code = "InternalFailure"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_body(self) -> dict[str, str]:
+        return {"__type": self.code, "Message": self.message}
+
+
+class ValidationException(AwsError):
+    """Raised when a request breaks the service model or a documented service rule."""
+
+    code = "ValidationException"
+    status = 400
+
+
+class ResourceNotFound(AwsError):
+    """Raised when a named resource (experiment, trial, ...) does not exist."""
+
+    code = "ResourceNotFound"
+    status = 400
+
+
+class ResourceInUse(AwsError):
+    """Raised when a resource with the requested name already exists."""
+
+    code = "ResourceInUse"
+    status = 400
+
+
+class ResourceLimitExceeded(AwsError):
+    """Raised when the engine's configured limit for queued or running jobs is reached."""
+
+    code = "ResourceLimitExceeded"
+    status = 400
+
+
+class ThrottlingException(AwsError):
+    """Raised when the engine sheds load; clients retry it like AWS throttling."""
+
+    code = "ThrottlingException"
+    status = 400
+
+
+class UnknownOperation(AwsError):
+    """Raised for a SageMaker operation the engine does not implement."""
+
+    code = "UnknownOperationException"
+    status = 400
