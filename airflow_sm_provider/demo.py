@@ -1,0 +1,149 @@
+"""The main job: the template DAG end to end on the local engine, artifacts to a folder.
+
+It starts an embedded local SageMaker engine, points Airflow (a throwaway AIRFLOW_HOME on
+SQLite) and every AWS client at it, runs ``sagemaker_training_pipeline`` with ``dag.test()``
+and then copies what the run produced from the engine's S3 into the artifacts folder:
+
+    artifacts/
+      run-summary.json      DAG run state, task states, one record per SageMaker job
+      jobs/<job>/           model.tar.gz / output.tar.gz / processing outputs
+      logs/<job>.log        the job's CloudWatch log, as the engine captured it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+DAG_ID = "sagemaker_training_pipeline"
+DEMO_BUCKET = "airflow-sm-demo"
+
+
+def _airflow_environment(airflow_home: Path, dags_folder: Path, engine_env: dict[str, str]) -> dict[str, str]:
+    """Environment for a private Airflow on SQLite whose AWS calls reach the local engine."""
+    return {
+        **engine_env,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        # The aws_default connection of the DAG: no keys (the environment has the engine's
+        # fake ones) and the engine as endpoint.
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {"conn_type": "aws", "extra": {"endpoint_url": engine_env["AWS_ENDPOINT_URL"]}}
+        ),
+    }
+
+
+def _download_prefix(s3: Any, uri: str, target: Path) -> None:
+    """Copy every object under an S3 URI into ``target``, refusing keys that escape it."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            relative = obj["Key"][len(prefix) :].lstrip("/") or Path(obj["Key"]).name
+            path = (target / relative).resolve()
+            if not path.is_relative_to(target.resolve()):
+                raise ValueError(f"refusing S3 key outside the artifacts folder: {obj['Key']}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(path))
+
+
+def _job_log(logs: Any, log_group: str, job_name: str) -> list[str]:
+    lines: list[str] = []
+    streams = logs.describe_log_streams(logGroupName=log_group, logStreamNamePrefix=f"{job_name}/")
+    for stream in streams.get("logStreams", []):
+        events = logs.get_log_events(
+            logGroupName=log_group, logStreamName=stream["logStreamName"], startFromHead=True
+        )
+        lines += [event["message"] for event in events["events"]]
+    return lines
+
+
+def _collect(engine: Any, artifacts: Path) -> list[dict[str, Any]]:
+    """Describe every job the engine ran; copy its outputs and log into ``artifacts``."""
+    from airflow_sm_provider.job_kinds import KINDS, job_summary
+
+    sagemaker, s3, logs = engine.client("sagemaker"), engine.client("s3"), engine.client("logs")
+    records = []
+    for kind, spec in KINDS.items():
+        for item in getattr(sagemaker, spec.list_method)()[f"{spec.noun}Summaries"]:
+            name = item[spec.name_key]
+            summary = job_summary(kind, getattr(sagemaker, spec.describe_method)(**{spec.name_key: name}))
+            records.append(summary)
+            outputs = summary.get("outputs") or []
+            if summary.get("model_artifacts"):
+                outputs = [summary["model_artifacts"].rsplit("/", 1)[0]]  # model.tar.gz, output.tar.gz
+            for uri in outputs:
+                _download_prefix(s3, uri, artifacts / "jobs" / name / uri.rstrip("/").rsplit("/", 1)[-1])
+            if lines := _job_log(logs, spec.log_group, name):
+                (artifacts / "logs").mkdir(parents=True, exist_ok=True)
+                (artifacts / "logs" / f"{name}.log").write_text("\n".join(lines) + "\n")
+    return records
+
+
+def run_demo(artifacts: Path, dags_folder: Path, conf: dict[str, Any] | None = None) -> int:
+    """Run the template DAG on a fresh local engine; return 0 when the DAG run succeeded."""
+    from airflow_sm_provider.local import LocalEngine
+
+    artifacts = artifacts.resolve()
+    if artifacts.exists():
+        shutil.rmtree(artifacts)
+    artifacts.mkdir(parents=True)
+    conf = {"bucket": DEMO_BUCKET, **(conf or {})}
+    with tempfile.TemporaryDirectory(prefix="airflow-sm-demo-") as tmp, LocalEngine() as engine:
+        env = _airflow_environment(Path(tmp) / "airflow", dags_folder.resolve(), engine.environ())
+        engine.client("s3").create_bucket(Bucket=conf["bucket"])
+        print(f"local SageMaker engine at {engine.endpoint_url}; Airflow home {env['AIRFLOW_HOME']}", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env={**os.environ, **env},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow_sm_provider.demo", "--run-dag", json.dumps(conf)],
+            env={**os.environ, **env},
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        (artifacts / "dag-test.log").write_text(result.stdout + result.stderr)
+        run = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {}
+        jobs = _collect(engine, artifacts)
+    summary = {"dag_id": DAG_ID, "conf": conf, **run, "jobs": jobs}
+    (artifacts / "run-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    state = run.get("state", "failed")
+    print(f"DAG run {state}: {len(jobs)} SageMaker jobs; artifacts in {artifacts}")
+    for job in jobs:
+        print(f"  {job['kind']:<10} {job['name']:<48} {job['status']}")
+    if result.returncode != 0:
+        print(f"dag.test() failed; see {artifacts / 'dag-test.log'}", file=sys.stderr)
+    return 0 if state == "success" else 1
+
+
+def _run_dag_in_this_process(conf: dict[str, Any]) -> None:
+    """Child-process half: load the DAG from the DAGs folder and run ``dag.test()``.
+
+    A separate process, because Airflow reads AIRFLOW_HOME and its settings at import.
+    """
+    from airflow.models.dagbag import DagBag
+
+    bag = DagBag(include_examples=False)
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    dag = bag.get_dag(DAG_ID)
+    dag_run = dag.test(run_conf=conf)
+    tasks = {ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"): ti.state for ti in dag_run.get_task_instances()}
+    print(json.dumps({"run_id": dag_run.run_id, "state": str(dag_run.state), "tasks": tasks}, default=str))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--run-dag":
+        _run_dag_in_this_process(json.loads(sys.argv[2]))
