@@ -126,6 +126,11 @@ class Store:
                 [(resource, m, s, t, v) for m, s, t, v in points],
             )
 
+    def delete_metrics(self, resource: str) -> None:
+        """Forget every point of a resource (its record was deleted; a new one starts empty)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM metrics WHERE resource = ?", (resource,))
+
     def metric_points(self, resource: str, metric: str) -> list[tuple[int | None, float, float]]:
         """(step, timestamp, value) points of one metric, in insertion order."""
         with self._lock:

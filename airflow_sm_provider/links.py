@@ -1,0 +1,94 @@
+"""Extra links from a task to its SageMaker job's console page, in every AWS partition.
+
+Like the Amazon provider's ``BaseAwsLink``, the operator persists the link's data (region,
+partition, job name) to XCom in ``execute`` and ``get_link`` formats it. We do not subclass
+``BaseAwsLink``: its module pulls in ``airflow.providers.amazon.aws.utils`` and the common
+compat SDK at DAG-parse time, and it only knows three partitions. This class sits on the
+task SDK's ``BaseOperatorLink`` (already imported by every operator) and reads XCom lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_sm_provider._compat import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow_sm_provider._compat import BaseOperator, Context
+
+# Console host per partition. aws, aws-cn, aws-us-gov and aws-eusc are published; aws-iso and
+# aws-iso-b follow the console.<partition DNS suffix> pattern those regions use. No public
+# source names the console of aws-iso-e / aws-iso-f: no link there rather than a wrong one.
+CONSOLE_DOMAINS = {
+    "aws": "console.aws.amazon.com",
+    "aws-cn": "console.amazonaws.cn",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+    "aws-eusc": "console.amazonaws-eusc.eu",
+    "aws-iso": "console.c2s.ic.gov",
+    "aws-iso-b": "console.sc2s.sgov.gov",
+}
+# Fragments of the SageMaker console's single-page app.
+CONSOLE_PATHS = {"training": "jobs", "processing": "processing-jobs"}
+
+
+def console_url(kind: str, *, partition: str, region_name: str, job_name: str) -> str:
+    """The job's page in the SageMaker console; "" for a partition without a known console."""
+    domain = CONSOLE_DOMAINS.get(partition)
+    if not domain or not region_name or not job_name:
+        return ""
+    return f"https://{domain}/sagemaker/home?region={region_name}#/{CONSOLE_PATHS[kind]}/{job_name}"
+
+
+def arn_location(arn: str) -> tuple[str, str]:
+    """(partition, region) of an ARN such as ``arn:aws-cn:sagemaker:cn-north-1:...``."""
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        raise ValueError(f"not an ARN: {arn!r}")
+    return parts[1], parts[3]
+
+
+class SageMakerJobLink(BaseOperatorLink):
+    """Console link of the job an operator started; the subclasses only name the kind."""
+
+    name: ClassVar[str]
+    key: ClassVar[str]
+    kind: ClassVar[str]
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        from airflow.providers.common.compat.sdk import XCom
+
+        data = XCom.get_value(key=self.key, ti_key=ti_key)
+        if not isinstance(data, dict):
+            return ""
+        return console_url(
+            self.kind,
+            partition=data.get("partition", ""),
+            region_name=data.get("region_name", ""),
+            job_name=data.get("job_name", ""),
+        )
+
+    @classmethod
+    def persist(cls, context: Context, operator: BaseOperator, *, job_name: str, job_arn: str) -> None:
+        """Store the link's data in XCom (the job's partition and region come from its ARN)."""
+        if not operator.do_xcom_push:
+            return
+        partition, region_name = arn_location(job_arn)
+        context["ti"].xcom_push(
+            key=cls.key, value={"partition": partition, "region_name": region_name, "job_name": job_name}
+        )
+
+
+class TrainingJobLink(SageMakerJobLink):
+    """Link to a training job in the SageMaker console."""
+
+    name = "SageMaker Training Job"
+    key = "sagemaker_training_job_link"
+    kind = "training"
+
+
+class ProcessingJobLink(SageMakerJobLink):
+    """Link to a processing job in the SageMaker console."""
+
+    name = "SageMaker Processing Job"
+    key = "sagemaker_processing_job_link"
+    kind = "processing"

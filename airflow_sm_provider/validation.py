@@ -1,0 +1,415 @@
+"""Checks a job config before any AWS call, so a bad config creates nothing.
+
+The rules are written by hand from SageMaker's documentation, on purpose not generated from
+botocore's service model: the local engine validates requests against that model, so the two
+sides check each other instead of sharing one mistake. Every problem names its field in the
+config (``config.InputDataConfig[0].DataSource.S3DataSource.S3Uri``) and the rule it breaks;
+all problems are reported at once. Pure: no AWS, no Airflow.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# SageMaker's own limits: training jobs may run 28 days, processing jobs 9 days (777,600 s).
+MAX_RUNTIME_SECONDS = {"training": 28 * 24 * 3600, "processing": 777_600}
+NAME_KEYS = {"training": "TrainingJobName", "processing": "ProcessingJobName"}
+
+# Fields that Jinja renders as strings and the API wants as integers (the Amazon provider's
+# ``integer_fields``, plus the ones it misses). Paths walk into every element of a list.
+INTEGER_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "training": (
+        ("ResourceConfig", "InstanceCount"),
+        ("ResourceConfig", "VolumeSizeInGB"),
+        ("ResourceConfig", "KeepAlivePeriodInSeconds"),
+        ("ResourceConfig", "InstanceGroups", "InstanceCount"),
+        ("StoppingCondition", "MaxRuntimeInSeconds"),
+        ("StoppingCondition", "MaxWaitTimeInSeconds"),
+        ("StoppingCondition", "MaxPendingTimeInSeconds"),
+        ("RetryStrategy", "MaximumRetryAttempts"),
+    ),
+    "processing": (
+        ("ProcessingResources", "ClusterConfig", "InstanceCount"),
+        ("ProcessingResources", "ClusterConfig", "VolumeSizeInGB"),
+        ("StoppingCondition", "MaxRuntimeInSeconds"),
+    ),
+}
+
+_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]+")
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9-]+")
+_BUCKET = re.compile(r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
+
+
+class ConfigValidationError(ValueError):
+    """Raised when a job config breaks one or more rules; lists each field with its rule."""
+
+    def __init__(self, kind: str, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {field}: {rule}" for field, rule in problems)
+        super().__init__(f"invalid {kind} job config ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class S3InputRef:
+    """An S3 location the job reads; ``prefix`` means at least one object must exist under it."""
+
+    field: str
+    uri: str
+    prefix: bool
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str] | None:
+    """``s3://bucket/key`` -> (bucket, key); None when the text is not such a URI."""
+    if not uri.startswith("s3://"):
+        return None
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def coerce_integers(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``config`` with the rendered integer fields turned into ints.
+
+    Only text that is an integer is converted; anything else is left for ``validate_config``
+    to report with its field, instead of failing here with a bare ``int()`` error.
+    """
+    result = copy.deepcopy(dict(config))
+    for path in INTEGER_FIELDS[_kind(kind)]:
+        _coerce(result, path)
+    return result
+
+
+def _coerce(node: Any, path: tuple[str, ...]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _coerce(item, path)
+        return
+    if not isinstance(node, dict) or path[0] not in node:
+        return
+    if len(path) > 1:
+        _coerce(node[path[0]], path[1:])
+    elif isinstance(node[path[0]], str) and _INTEGER_TEXT.fullmatch(node[path[0]]):
+        node[path[0]] = int(node[path[0]])
+
+
+def validate_config(kind: str, config: Any, *, name_max_length: int = 63) -> None:
+    """Raise ``ConfigValidationError`` listing every rule ``config`` breaks.
+
+    ``name_max_length`` is what is left of SageMaker's 63 characters once the job's identity
+    suffix is appended to the user's name.
+    """
+    kind = _kind(kind)
+    checker = _Checker()
+    if not isinstance(config, Mapping):
+        checker.fail("config", f"must be a dict in the SageMaker API's shape, got {type(config).__name__}")
+        raise ConfigValidationError(kind, checker.problems)
+    if "S3Operations" in config:
+        checker.fail(
+            "config.S3Operations",
+            "is not part of the SageMaker API (the Amazon provider's operators consume it); create "
+            "buckets and upload inputs in an upstream task, e.g. with S3CreateBucketOperator or "
+            "LocalFilesystemToS3Operator",
+        )
+    checker.job_name(config, NAME_KEYS[kind], name_max_length)
+    checker.role_arn(config)
+    checker.string_map(config, "Environment", value_max=1024)
+    checker.tags(config)
+    if kind == "training":
+        _check_training(checker, config)
+    else:
+        _check_processing(checker, config)
+    if checker.problems:
+        raise ConfigValidationError(kind, checker.problems)
+
+
+def _check_training(checker: _Checker, config: Mapping[str, Any]) -> None:
+    serverless = "ServerlessJobConfig" in config
+    algorithm = checker.mapping(config, "AlgorithmSpecification", "config", required=not serverless)
+    if algorithm is not None:
+        checker.require(algorithm, "TrainingInputMode", "config.AlgorithmSpecification")
+        if not algorithm.get("TrainingImage") and not algorithm.get("AlgorithmName"):
+            checker.fail("config.AlgorithmSpecification", "needs TrainingImage or AlgorithmName")
+    checker.string_map(config, "HyperParameters", value_max=2500)
+    output = checker.mapping(config, "OutputDataConfig", "config", required=True)
+    if output is not None:
+        checker.s3_uri(output, "S3OutputPath", "config.OutputDataConfig", required=True)
+    resources = checker.mapping(config, "ResourceConfig", "config", required=not serverless)
+    if resources is not None:
+        where = "config.ResourceConfig"
+        if "InstanceGroups" in resources:
+            for i, group in enumerate(checker.items(resources, "InstanceGroups", where)):
+                checker.instance_type(group, "InstanceType", f"{where}.InstanceGroups[{i}]", required=True)
+                checker.positive_int(group, "InstanceCount", f"{where}.InstanceGroups[{i}]", required=True)
+        else:
+            checker.instance_type(resources, "InstanceType", where, required=True)
+            checker.positive_int(resources, "InstanceCount", where, required=True)
+        checker.positive_int(resources, "VolumeSizeInGB", where, required=True)
+    stopping = checker.mapping(config, "StoppingCondition", "config", required=not serverless)
+    if stopping is not None:
+        where = "config.StoppingCondition"
+        runtime = checker.positive_int(
+            stopping, "MaxRuntimeInSeconds", where, required=True, maximum=MAX_RUNTIME_SECONDS["training"]
+        )
+        wait = checker.positive_int(stopping, "MaxWaitTimeInSeconds", where)
+        if config.get("EnableManagedSpotTraining") is True:
+            if wait is None and "MaxWaitTimeInSeconds" not in stopping:
+                checker.fail(f"{where}.MaxWaitTimeInSeconds", "is required with EnableManagedSpotTraining")
+            elif wait is not None and runtime is not None and wait < runtime:
+                checker.fail(f"{where}.MaxWaitTimeInSeconds", "must be >= MaxRuntimeInSeconds")
+    seen: set[str] = set()
+    for i, channel in enumerate(checker.items(config, "InputDataConfig", "config")):
+        where = f"config.InputDataConfig[{i}]"
+        name = checker.require(channel, "ChannelName", where)
+        if isinstance(name, str):
+            if not _CHANNEL_NAME.fullmatch(name):
+                checker.fail(f"{where}.ChannelName", "must be 1-64 of A-Z a-z 0-9 . - _")
+            elif name in seen:
+                checker.fail(f"{where}.ChannelName", f"duplicates channel {name!r}")
+            seen.add(name)
+        source = checker.mapping(channel, "DataSource", where, required=True)
+        if source is not None and "S3DataSource" in source:
+            s3 = checker.mapping(source, "S3DataSource", f"{where}.DataSource", required=True)
+            if s3 is not None:
+                checker.s3_uri(s3, "S3Uri", f"{where}.DataSource.S3DataSource", required=True)
+                checker.require(s3, "S3DataType", f"{where}.DataSource.S3DataSource")
+    checkpoint = checker.mapping(config, "CheckpointConfig", "config")
+    if checkpoint is not None:
+        checker.s3_uri(checkpoint, "S3Uri", "config.CheckpointConfig", required=True)
+
+
+def _check_processing(checker: _Checker, config: Mapping[str, Any]) -> None:
+    app = checker.mapping(config, "AppSpecification", "config", required=True)
+    if app is not None:
+        checker.require(app, "ImageUri", "config.AppSpecification")
+    resources = checker.mapping(config, "ProcessingResources", "config", required=True)
+    cluster = resources and checker.mapping(resources, "ClusterConfig", "config.ProcessingResources", True)
+    if cluster:
+        where = "config.ProcessingResources.ClusterConfig"
+        checker.instance_type(cluster, "InstanceType", where, required=True)
+        checker.positive_int(cluster, "InstanceCount", where, required=True, maximum=100)
+        checker.positive_int(cluster, "VolumeSizeInGB", where, required=True, maximum=16384)
+    stopping = checker.mapping(config, "StoppingCondition", "config")
+    if stopping is not None:
+        checker.positive_int(
+            stopping,
+            "MaxRuntimeInSeconds",
+            "config.StoppingCondition",
+            required=True,
+            maximum=MAX_RUNTIME_SECONDS["processing"],
+        )
+    inputs = checker.items(config, "ProcessingInputs", "config", maximum=10)
+    checker.unique_names(inputs, "InputName", "config.ProcessingInputs")
+    for i, item in enumerate(inputs):
+        where = f"config.ProcessingInputs[{i}]"
+        if "S3Input" in item:
+            s3 = checker.mapping(item, "S3Input", where, required=True)
+            if s3 is not None:
+                checker.s3_uri(s3, "S3Uri", f"{where}.S3Input", required=True)
+                checker.require(s3, "S3DataType", f"{where}.S3Input")
+                checker.require(s3, "LocalPath", f"{where}.S3Input")
+        elif "DatasetDefinition" not in item:
+            checker.fail(where, "needs S3Input or DatasetDefinition")
+    output_config = checker.mapping(config, "ProcessingOutputConfig", "config")
+    if output_config is not None:
+        outputs = checker.items(output_config, "Outputs", "config.ProcessingOutputConfig", maximum=10)
+        checker.unique_names(outputs, "OutputName", "config.ProcessingOutputConfig.Outputs")
+        for i, item in enumerate(outputs):
+            where = f"config.ProcessingOutputConfig.Outputs[{i}]"
+            if "S3Output" in item:
+                s3 = checker.mapping(item, "S3Output", where, required=True)
+                if s3 is not None:
+                    checker.s3_uri(s3, "S3Uri", f"{where}.S3Output", required=True)
+                    checker.require(s3, "S3UploadMode", f"{where}.S3Output")
+            elif "FeatureStoreOutput" not in item:
+                checker.fail(where, "needs S3Output or FeatureStoreOutput")
+
+
+def s3_inputs(kind: str, config: Mapping[str, Any]) -> list[S3InputRef]:
+    """The S3 locations a valid config reads, with the field each comes from.
+
+    Manifest files and the training code archive (``sagemaker_submit_directory``) must exist as
+    objects; data prefixes must hold at least one object. https:// URIs are left out.
+    """
+    return list(_s3_inputs(_kind(kind), config))
+
+
+def _s3_inputs(kind: str, config: Mapping[str, Any]) -> Iterator[S3InputRef]:
+    if kind == "training":
+        for i, channel in enumerate(config.get("InputDataConfig") or []):
+            s3 = (channel.get("DataSource") or {}).get("S3DataSource")
+            if s3 and str(s3.get("S3Uri", "")).startswith("s3://"):
+                field = f"config.InputDataConfig[{i}].DataSource.S3DataSource.S3Uri"
+                yield S3InputRef(field, s3["S3Uri"], prefix=s3.get("S3DataType") == "S3Prefix")
+        code = (config.get("HyperParameters") or {}).get("sagemaker_submit_directory")
+        if isinstance(code, str) and code.startswith("s3://"):
+            yield S3InputRef("config.HyperParameters.sagemaker_submit_directory", code, prefix=False)
+    else:
+        for i, item in enumerate(config.get("ProcessingInputs") or []):
+            s3 = item.get("S3Input")
+            if s3 and str(s3.get("S3Uri", "")).startswith("s3://"):
+                field = f"config.ProcessingInputs[{i}].S3Input.S3Uri"
+                yield S3InputRef(field, s3["S3Uri"], prefix=s3.get("S3DataType") == "S3Prefix")
+
+
+def _kind(kind: Any) -> str:
+    """Accept ``JobKind`` members and their string values alike."""
+    value = getattr(kind, "value", kind)
+    if value not in NAME_KEYS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    return value
+
+
+class _Checker:
+    """Collects (field, rule) problems while walking a config."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def fail(self, field: str, rule: str) -> None:
+        self.problems.append((field, rule))
+
+    def require(self, node: Mapping[str, Any], key: str, where: str) -> Any:
+        value = node.get(key)
+        if value is None or value == "":
+            self.fail(f"{where}.{key}", "is required")
+        return value
+
+    def mapping(self, node: Mapping[str, Any], key: str, where: str, required: bool = False) -> Any:
+        if key not in node:
+            if required:
+                self.fail(f"{where}.{key}", "is required")
+            return None
+        if not isinstance(node[key], Mapping):
+            self.fail(f"{where}.{key}", f"must be a dict, got {type(node[key]).__name__}")
+            return None
+        return node[key]
+
+    def items(self, node: Mapping[str, Any], key: str, where: str, maximum: int | None = None) -> list:
+        """The dict elements of a list field (the others are reported)."""
+        value = node.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(f"{where}.{key}", f"must be a list, got {type(value).__name__}")
+            return []
+        if maximum is not None and len(value) > maximum:
+            self.fail(f"{where}.{key}", f"may hold at most {maximum} items, got {len(value)}")
+        good = []
+        for i, item in enumerate(value):
+            if isinstance(item, Mapping):
+                good.append(item)
+            else:
+                self.fail(f"{where}.{key}[{i}]", f"must be a dict, got {type(item).__name__}")
+        return good
+
+    def unique_names(self, items: list, key: str, where: str) -> None:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            name = self.require(item, key, f"{where}[{i}]")
+            if name in seen:
+                self.fail(f"{where}[{i}].{key}", f"duplicates {name!r}")
+            elif isinstance(name, str):
+                seen.add(name)
+
+    def job_name(self, config: Mapping[str, Any], key: str, max_length: int) -> None:
+        name = self.require(config, key, "config")
+        if name is None or name == "":
+            return
+        if not isinstance(name, str):
+            self.fail(f"config.{key}", f"must be a string, got {type(name).__name__}")
+        elif not _JOB_NAME.fullmatch(name):
+            self.fail(f"config.{key}", "must match [a-zA-Z0-9](-*[a-zA-Z0-9])* (letters, digits, hyphens)")
+        elif len(name) > max_length:
+            self.fail(
+                f"config.{key}",
+                f"must be at most {max_length} characters (SageMaker's 63 minus the identity suffix "
+                f"appended to make retries idempotent), got {len(name)}",
+            )
+
+    def role_arn(self, config: Mapping[str, Any]) -> None:
+        arn = self.require(config, "RoleArn", "config")
+        if arn and (not isinstance(arn, str) or not _ROLE_ARN.fullmatch(arn)):
+            self.fail(
+                "config.RoleArn",
+                "must be an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>), "
+                f"got {arn!r}; role names are not expanded",
+            )
+
+    def instance_type(self, node: Mapping[str, Any], key: str, where: str, required: bool = False) -> None:
+        value = node.get(key)
+        if value is None:
+            if required:
+                self.fail(f"{where}.{key}", "is required")
+        elif not isinstance(value, str) or not _INSTANCE_TYPE.fullmatch(value):
+            self.fail(f"{where}.{key}", f"must be a SageMaker instance type like ml.m5.large, got {value!r}")
+
+    def positive_int(
+        self,
+        node: Mapping[str, Any],
+        key: str,
+        where: str,
+        required: bool = False,
+        maximum: int | None = None,
+    ) -> int | None:
+        value = node.get(key)
+        if value is None:
+            if required:
+                self.fail(f"{where}.{key}", "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(f"{where}.{key}", f"must be an integer, got {type(value).__name__} {value!r}")
+            return None
+        if value < 1:
+            self.fail(f"{where}.{key}", f"must be positive, got {value}")
+            return None
+        if maximum is not None and value > maximum:
+            self.fail(f"{where}.{key}", f"must be at most {maximum:,}, got {value:,}")
+            return None
+        return value
+
+    def s3_uri(self, node: Mapping[str, Any], key: str, where: str, required: bool = False) -> None:
+        value = node.get(key)
+        if value is None or value == "":
+            if required:
+                self.fail(f"{where}.{key}", "is required")
+            return
+        if not isinstance(value, str):
+            self.fail(f"{where}.{key}", f"must be a string, got {type(value).__name__}")
+            return
+        if value.startswith("https://") and len(value) > len("https://"):
+            return
+        parsed = parse_s3_uri(value)
+        if parsed is None:
+            self.fail(f"{where}.{key}", f"must be an S3 URI s3://<bucket>/<key>, got {value!r}")
+        elif not _BUCKET.fullmatch(parsed[0]):
+            self.fail(f"{where}.{key}", f"has an invalid bucket name {parsed[0]!r} in {value!r}")
+        elif len(value) > 1024:
+            self.fail(f"{where}.{key}", "must be at most 1024 characters")
+
+    def string_map(self, config: Mapping[str, Any], key: str, value_max: int) -> None:
+        value = config.get(key)
+        if value is None:
+            return
+        if not isinstance(value, Mapping):
+            self.fail(f"config.{key}", f"must be a dict of strings, got {type(value).__name__}")
+            return
+        for name, item in value.items():
+            if not isinstance(item, str):
+                self.fail(
+                    f"config.{key}.{name}",
+                    f"must be a string (SageMaker passes these as text), got {type(item).__name__} {item!r}",
+                )
+            elif len(item) > value_max:
+                self.fail(f"config.{key}.{name}", f"must be at most {value_max} characters")
+
+    def tags(self, config: Mapping[str, Any]) -> None:
+        for i, tag in enumerate(self.items(config, "Tags", "config", maximum=50)):
+            for part in ("Key", "Value"):
+                if not isinstance(tag.get(part), str):
+                    self.fail(f"config.Tags[{i}].{part}", "must be a string")

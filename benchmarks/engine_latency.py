@@ -1,0 +1,140 @@
+"""Local engine latencies: start-up, CreateTrainingJob -> script running, no-op job end to end.
+
+    python benchmarks/engine_latency.py [--runs 10]
+
+Targets (issue "Local SageMaker engine"): start <= 3 s, create -> running <= 1 s, no-op
+training job end to end <= 2 s (medians). Results go to benchmarks/results/engine_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+
+from _common import save, summarize
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/noop:latest"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _client(endpoint: str, service: str):
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+
+
+def measure_start(runs: int) -> list[float]:
+    """Process start -> first successful SageMaker call, with the engine's own CLI."""
+    samples = []
+    for _ in range(runs):
+        port = _free_port()
+        with tempfile.TemporaryDirectory() as data_dir:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "airflow_sm_provider.local", "--port", str(port), "--data-dir", data_dir],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            client = _client(f"http://127.0.0.1:{port}", "sagemaker")
+            try:
+                while True:
+                    try:
+                        client.list_training_jobs()
+                        break
+                    except Exception:
+                        if proc.poll() is not None:
+                            raise RuntimeError("engine exited during start-up") from None
+                        time.sleep(0.01)
+                samples.append(time.perf_counter() - started)
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    return samples
+
+
+def _source_dir(script: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = script.encode()
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def measure_jobs(runs: int) -> tuple[list[float], list[float]]:
+    """CreateTrainingJob -> first line of the script; CreateTrainingJob -> Completed."""
+    from airflow_sm_provider.local import LocalEngine
+
+    to_running, end_to_end = [], []
+    with LocalEngine() as engine, tempfile.TemporaryDirectory() as tmp:
+        sagemaker, s3 = engine.client("sagemaker"), engine.client("s3")
+        s3.create_bucket(Bucket="bench")
+        script = "import sys, time\nopen(sys.argv[sys.argv.index('--marker') + 1], 'w').write(repr(time.time()))\n"
+        s3.put_object(Bucket="bench", Key="code/sourcedir.tar.gz", Body=_source_dir(script))
+        for index in range(runs):
+            marker = Path(tmp) / f"marker-{index}"
+            name = f"noop-{index}-{int(time.time())}"
+            started = time.time()
+            sagemaker.create_training_job(
+                TrainingJobName=name,
+                RoleArn=ROLE,
+                AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+                HyperParameters={
+                    "sagemaker_program": '"train.py"',
+                    "sagemaker_submit_directory": '"s3://bench/code/sourcedir.tar.gz"',
+                    "marker": str(marker),
+                },
+                OutputDataConfig={"S3OutputPath": "s3://bench/output"},
+                ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+                StoppingCondition={"MaxRuntimeInSeconds": 60},
+            )
+            while True:
+                status = sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+                if status != "InProgress":
+                    break
+                time.sleep(0.02)
+            end_to_end.append(time.time() - started)
+            if status != "Completed":
+                raise RuntimeError(f"no-op job ended {status}")
+            to_running.append(float(marker.read_text()) - started)
+    return to_running, end_to_end
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    start = measure_start(args.runs)
+    to_running, end_to_end = measure_jobs(args.runs)
+    save(
+        "engine_latency",
+        {
+            "engine_start_to_first_call": {**summarize(start), "target_ms": 3000},
+            "create_training_job_to_script_running": {**summarize(to_running), "target_ms": 1000},
+            "noop_training_job_end_to_end": {**summarize(end_to_end), "target_ms": 2000},
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from airflow_sm_provider.links import (
+    ProcessingJobLink,
+    TrainingJobLink,
+    arn_location,
+    console_url,
+)
+
+
+@pytest.mark.parametrize(
+    ("partition", "region", "host"),
+    [
+        ("aws", "us-east-1", "console.aws.amazon.com"),
+        ("aws-cn", "cn-north-1", "console.amazonaws.cn"),
+        ("aws-us-gov", "us-gov-west-1", "console.amazonaws-us-gov.com"),
+        ("aws-eusc", "eusc-de-east-1", "console.amazonaws-eusc.eu"),
+        ("aws-iso", "us-iso-east-1", "console.c2s.ic.gov"),
+        ("aws-iso-b", "us-isob-east-1", "console.sc2s.sgov.gov"),
+    ],
+)
+def test_console_url_per_partition(partition, region, host):
+    assert console_url("training", partition=partition, region_name=region, job_name="j-1") == (
+        f"https://{host}/sagemaker/home?region={region}#/jobs/j-1"
+    )
+    assert console_url("processing", partition=partition, region_name=region, job_name="p-1") == (
+        f"https://{host}/sagemaker/home?region={region}#/processing-jobs/p-1"
+    )
+
+
+@pytest.mark.parametrize("partition", ["aws-iso-e", "aws-iso-f", "unknown"])
+def test_no_link_where_the_console_is_not_known(partition):
+    assert console_url("training", partition=partition, region_name="r", job_name="j") == ""
+
+
+def test_arn_location():
+    arn = "arn:aws-cn:sagemaker:cn-northwest-1:123456789012:training-job/abc"
+    assert arn_location(arn) == ("aws-cn", "cn-northwest-1")
+    with pytest.raises(ValueError, match="not an ARN"):
+        arn_location("training-job/abc")
+
+
+class _TaskInstance:
+    """Records xcom_push; the real one needs a running task (covered by the operator's dag.test)."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+class _Operator:
+    do_xcom_push = True
+
+
+def test_persist_stores_partition_region_and_name():
+    ti = _TaskInstance()
+    arn = "arn:aws-us-gov:sagemaker:us-gov-west-1:123456789012:processing-job/prep-abc"
+    ProcessingJobLink.persist({"ti": ti}, _Operator(), job_name="Prep-abc", job_arn=arn)
+    assert ti.pushed == {
+        ProcessingJobLink.key: {
+            "partition": "aws-us-gov",
+            "region_name": "us-gov-west-1",
+            "job_name": "Prep-abc",
+        }
+    }
+
+
+def test_persist_respects_do_xcom_push():
+    ti, operator = _TaskInstance(), _Operator()
+    operator.do_xcom_push = False
+    TrainingJobLink.persist(
+        {"ti": ti}, operator, job_name="j", job_arn="arn:aws:sagemaker:r:1:training-job/j"
+    )
+    assert ti.pushed == {}
+
+
+def test_links_have_distinct_names_and_keys():
+    assert TrainingJobLink().name != ProcessingJobLink().name
+    assert TrainingJobLink.key != ProcessingJobLink.key
