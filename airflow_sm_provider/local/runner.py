@@ -12,7 +12,9 @@ directory is bind-mounted at ``/opt/ml`` for that process tree only. That needs 
 user namespaces) and an ``/opt/ml`` mount point, which the engine creates when it may. Where
 that is not possible the engine rewrites paths instead, with one rule: an argument or an
 environment value that is ``/opt/ml``, starts with ``/opt/ml/``, or has the form
-``name=/opt/ml/...`` is rewritten to the job directory; paths a script builds itself are not.
+``name=/opt/ml/...`` is rewritten to the job directory; paths a script builds itself are not,
+so there the SDK's ``load_run()`` inside a processing job cannot find its job (training jobs
+are unaffected: the SDK reads ``TRAINING_JOB_ARN``).
 
 The runner reports progress through a callback with lifecycle events; it never writes job
 records itself. A job is stopped by escalation: SIGTERM to its process group, SIGKILL after the
@@ -563,7 +565,7 @@ def _read_small(path: Path) -> str | None:
     return None
 
 
-# -- training ------------------------------------------------------------------------------
+# -- job runs ------------------------------------------------------------------------------
 class JobRun:
     """What both job kinds share: directory, clients, logging, process and report plumbing."""
 
