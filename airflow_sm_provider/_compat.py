@@ -37,6 +37,7 @@ __all__ = [
     "TriggerEvent",
     "conf",
     "default_deferrable",
+    "load_dag_bag",
 ]
 
 
@@ -53,3 +54,12 @@ def default_deferrable() -> bool:
     ):
         return conf.getboolean("operators", "default_deferrable")
     return True
+
+
+def load_dag_bag(dag_folder: str) -> object:
+    """Parse the DAG files of a folder (a DagBag); imported on call, being heavy."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.11
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+    return DagBag(dag_folder=dag_folder)

@@ -31,9 +31,12 @@ def _airflow_environment(airflow_home: Path, dags_folder: Path, engine_env: dict
         **engine_env,
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        # Jobs on the engine take seconds: poll often instead of the template's minute.
+        "SAGEMAKER_PIPELINE_POLL_SECONDS": "2",
         # The aws_default connection of the DAG: no keys (the environment has the engine's
         # fake ones) and the engine as endpoint.
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
@@ -100,7 +103,9 @@ def run_demo(artifacts: Path, dags_folder: Path, conf: dict[str, Any] | None = N
     with tempfile.TemporaryDirectory(prefix="airflow-sm-demo-") as tmp, LocalEngine() as engine:
         env = _airflow_environment(Path(tmp) / "airflow", dags_folder.resolve(), engine.environ())
         engine.client("s3").create_bucket(Bucket=conf["bucket"])
-        print(f"local SageMaker engine at {engine.endpoint_url}; Airflow home {env['AIRFLOW_HOME']}", flush=True)
+        print(
+            f"local SageMaker engine at {engine.endpoint_url}; Airflow home {env['AIRFLOW_HOME']}", flush=True
+        )
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
             env={**os.environ, **env},
@@ -133,14 +138,17 @@ def _run_dag_in_this_process(conf: dict[str, Any]) -> None:
 
     A separate process, because Airflow reads AIRFLOW_HOME and its settings at import.
     """
-    from airflow.models.dagbag import DagBag
+    from airflow_sm_provider._compat import load_dag_bag
 
-    bag = DagBag(include_examples=False)
+    bag = load_dag_bag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(DAG_ID)
     dag_run = dag.test(run_conf=conf)
-    tasks = {ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"): ti.state for ti in dag_run.get_task_instances()}
+    tasks = {
+        ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"): ti.state
+        for ti in dag_run.get_task_instances()
+    }
     print(json.dumps({"run_id": dag_run.run_id, "state": str(dag_run.state), "tasks": tasks}, default=str))
 
 

@@ -19,6 +19,7 @@ task re-attaches to its job instead of launching a second one.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,22 @@ METRIC_DEFINITIONS = [
     {"Name": "validation:loss", "Regex": r"val_loss=([0-9.eE+-]+)"},
     {"Name": "validation:accuracy", "Regex": r"val_accuracy=([0-9.eE+-]+)"},
 ]
+
+CHANNELS = ("train", "validation")
+# First delay between status polls of the sensors (they back off from there). A minute suits
+# jobs of minutes to days; the local demo sets a few seconds.
+POLL_SECONDS = float(os.environ.get("SAGEMAKER_PIPELINE_POLL_SECONDS", "60"))
+
+
+def run_uri(params: dict, run_id: str | None, suffix: str) -> str:
+    """S3 URI under this DAG run's own prefix (run ids hold ':' and '+', kept out of keys)."""
+    run_key = re.sub(r"[^A-Za-z0-9_.-]", "-", run_id or "manual")
+    return f"s3://{params['bucket']}/{params['prefix']}/runs/{run_key}/{suffix}"
+
+
+def resources(params: dict) -> dict:
+    return {"InstanceCount": 1, "InstanceType": params["instance_type"], "VolumeSizeInGB": 10}
+
 
 with DAG(
     dag_id="sagemaker_training_pipeline",
@@ -94,13 +111,10 @@ with DAG(
             "train": stager.source_dir(SCRIPTS_DIR),
         }
 
-    @task(multiple_outputs=True)
-    def plan(code: dict[str, str], params: dict | None = None, run_id: str | None = None) -> dict:
-        """The job configs of this run, in the SageMaker API's own shape."""
-        run_key = re.sub(r"[^A-Za-z0-9_.-]", "-", run_id or "manual")
-        base = f"s3://{params['bucket']}/{params['prefix']}/runs/{run_key}"
-        resources = {"InstanceCount": 1, "InstanceType": params["instance_type"], "VolumeSizeInGB": 10}
-        processing = {
+    @task
+    def plan_processing(code: dict[str, str], params: dict | None = None, run_id: str | None = None) -> dict:
+        """The CreateProcessingJob request of this run, in the SageMaker API's own shape."""
+        return {
             "ProcessingJobName": "digits-preprocess",
             "RoleArn": params["role_arn"],
             "AppSpecification": {
@@ -122,20 +136,26 @@ with DAG(
             "ProcessingOutputConfig": {
                 "Outputs": [
                     {
-                        "OutputName": name,
+                        "OutputName": channel,
                         "S3Output": {
-                            "S3Uri": f"{base}/data/{name}",
-                            "LocalPath": f"/opt/ml/processing/output/{name}",
+                            "S3Uri": run_uri(params, run_id, f"data/{channel}"),
+                            "LocalPath": f"/opt/ml/processing/output/{channel}",
                             "S3UploadMode": "EndOfJob",
                         },
                     }
-                    for name in ("train", "validation")
+                    for channel in CHANNELS
                 ]
             },
-            "ProcessingResources": {"ClusterConfig": resources},
+            "ProcessingResources": {"ClusterConfig": resources(params)},
             "StoppingCondition": {"MaxRuntimeInSeconds": params["max_runtime_seconds"]},
         }
-        training = [
+
+    @task
+    def plan_training(
+        code: dict[str, str], params: dict | None = None, run_id: str | None = None
+    ) -> list[dict]:
+        """One CreateTrainingJob request per candidate learning rate."""
+        return [
             {
                 "TrainingJobName": f"digits-lr{index}",
                 "RoleArn": params["role_arn"],
@@ -152,40 +172,43 @@ with DAG(
                 },
                 "InputDataConfig": [
                     {
-                        "ChannelName": name,
+                        "ChannelName": channel,
                         "DataSource": {
                             "S3DataSource": {
                                 "S3DataType": "S3Prefix",
-                                "S3Uri": f"{base}/data/{name}",
+                                "S3Uri": run_uri(params, run_id, f"data/{channel}"),
                                 "S3DataDistributionType": "FullyReplicated",
                             }
                         },
                         "ContentType": "text/csv",
                     }
-                    for name in ("train", "validation")
+                    for channel in CHANNELS
                 ],
-                "OutputDataConfig": {"S3OutputPath": f"{base}/models"},
-                "ResourceConfig": resources,
+                "OutputDataConfig": {"S3OutputPath": run_uri(params, run_id, "models")},
+                "ResourceConfig": resources(params),
                 "StoppingCondition": {"MaxRuntimeInSeconds": params["max_runtime_seconds"]},
             }
             for index, rate in enumerate(params["learning_rates"])
         ]
-        return {"processing": processing, "training": training}
 
-    configs = plan(stage_code())
+    code = stage_code()
 
     preprocess = ProcessingJobOperator(
         task_id="preprocess",
-        config=configs["processing"],
+        config=plan_processing(code),
         aws_conn_id=AWS_CONN_ID,
         wait_for_completion=False,
     )
-    wait_preprocess = JobSensor(task_id="wait_preprocess", jobs=preprocess.output, aws_conn_id=AWS_CONN_ID)
+    wait_preprocess = JobSensor(
+        task_id="wait_preprocess", jobs=preprocess.output, aws_conn_id=AWS_CONN_ID, poke_interval=POLL_SECONDS
+    )
     train = TrainingJobOperator.partial(
         task_id="train",
         aws_conn_id=AWS_CONN_ID,
         wait_for_completion=False,
-    ).expand(config=configs["training"])
-    wait_training = JobSensor(task_id="wait_training", jobs=train.output, aws_conn_id=AWS_CONN_ID)
+    ).expand(config=plan_training(code))
+    wait_training = JobSensor(
+        task_id="wait_training", jobs=train.output, aws_conn_id=AWS_CONN_ID, poke_interval=POLL_SECONDS
+    )
 
     preprocess >> wait_preprocess >> train >> wait_training

@@ -48,7 +48,8 @@ def main() -> None:
             grad = probs - onehot[y_train[idx]]
             weights -= args.learning_rate * x_train[idx].T @ grad / len(idx)
             bias -= args.learning_rate * grad.mean(axis=0)
-        train_loss = -np.log(softmax(x_train @ weights + bias)[np.arange(len(y_train)), y_train] + 1e-12).mean()
+        train_probs = softmax(x_train @ weights + bias)
+        train_loss = -np.log(train_probs[np.arange(len(y_train)), y_train] + 1e-12).mean()
         val_probs = softmax(x_val @ weights + bias)
         val_loss = -np.log(val_probs[np.arange(len(y_val)), y_val] + 1e-12).mean()
         val_acc = (val_probs.argmax(axis=1) == y_val).mean()
@@ -57,7 +58,8 @@ def main() -> None:
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "model"))
     model_dir.mkdir(parents=True, exist_ok=True)
     np.savez(model_dir / "model.npz", weights=weights, bias=bias)
-    (model_dir / "metrics.json").write_text(json.dumps({"val_loss": float(val_loss), "val_accuracy": float(val_acc)}))
+    metrics = {"val_loss": float(val_loss), "val_accuracy": float(val_acc)}
+    (model_dir / "metrics.json").write_text(json.dumps(metrics))
 
 
 if __name__ == "__main__":
