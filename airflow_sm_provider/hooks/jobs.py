@@ -1,0 +1,202 @@
+"""Create (idempotently), describe, stop and batch-poll SageMaker jobs.
+
+Idempotence: :meth:`SageMakerJobsHook.start_job` derives the job's name from the user's name
+and the task's :class:`~airflow_sm_provider.naming.JobIdentity`, so a retried task looks up the
+job its earlier try started before creating anything. A job found under our name must carry our
+identity tag (a stranger's job is never adopted); a running one is attached to, a completed one
+with the same config hash is reused (unless ``force_new``), and a failed or stopped one (or a
+completed one with another config) moves on to the next deterministic name.
+
+Errors: every ``ClientError`` is re-raised as :class:`SageMakerApiError` with the AWS code and
+message. Throttling is retried by botocore (``adaptive`` retry mode, 10 attempts, unless the
+connection or ``config`` sets ``retries``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from airflow_sm_provider._compat import AirflowException
+from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, classify
+from airflow_sm_provider.naming import (
+    CONFIG_HASH_TAG,
+    IDENTITY_TAG,
+    TAG_PREFIX,
+    JobIdentity,
+    config_hash,
+    identity_tags,
+    job_name,
+)
+from airflow_sm_provider.status_poll import JobState, SageMakerApiError, is_not_found, run_poll
+
+__all__ = ["JobOwnershipError", "SageMakerApiError", "SageMakerJobsHook", "StartedJob"]
+
+DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
+#: How many deterministic names a task instance may go through (one per failed/stopped try).
+MAX_NAME_ATTEMPTS = 100
+
+
+class JobOwnershipError(AirflowException):
+    """Raised when a job under our derived name belongs to another task (its identity tag differs)."""
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    """The job a task runs: created now, attached to (still running) or reused (completed)."""
+
+    name: str
+    arn: str
+    action: Literal["created", "attached", "reused"]
+
+
+def api_error(error: ClientError, operation: str) -> SageMakerApiError:
+    """Our exception for a botocore ``ClientError``, keeping its code and message."""
+    details = error.response.get("Error", {})
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return SageMakerApiError(
+        operation, details.get("Code", "Unknown"), details.get("Message", str(error)), status
+    )
+
+
+def with_default_retries(config: Config | None) -> Config:
+    """``config`` with botocore's adaptive retry mode unless it already sets ``retries``."""
+    config = config or Config()
+    if config.retries:
+        return config
+    return config.merge(Config(retries=DEFAULT_RETRIES))
+
+
+class SageMakerJobsHook(AwsBaseHook):
+    """SageMaker jobs through the Amazon provider's AWS connection (``aws_conn_id``).
+
+    :param aws_conn_id: Airflow AWS connection; its ``endpoint_url`` may point at the local engine.
+    :param region_name: AWS region; default from the connection or boto3.
+    :param verify: TLS verification for boto3 (bool or CA bundle path).
+    :param config: botocore ``Config`` (or its options as a dict).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "sagemaker"
+        super().__init__(*args, **kwargs)
+
+    @property
+    def config(self) -> Config:
+        """The connection's botocore config, with throttling retries unless it sets its own."""
+        return with_default_retries(self.conn_config.botocore_config)
+
+    # ------------------------------------------------------------------ calls
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """One SageMaker API call by boto3 method name; ``ClientError`` -> ``SageMakerApiError``."""
+        try:
+            return getattr(self.conn, method)(**params)
+        except ClientError as error:
+            raise api_error(error, error.operation_name or method) from error
+
+    def describe_job(self, kind: JobKind, name: str) -> dict[str, Any]:
+        """The job's describe response."""
+        spec = KINDS[JobKind(kind)]
+        return self.call(spec.describe_method, **{spec.name_key: name})
+
+    def find_job(self, kind: JobKind, name: str) -> dict[str, Any] | None:
+        """The job's describe response, or None when no job has that name."""
+        try:
+            return self.describe_job(kind, name)
+        except SageMakerApiError as error:
+            if is_not_found(error.code, error.message):
+                return None
+            raise
+
+    def stop_job(self, kind: JobKind, name: str) -> bool:
+        """Ask SageMaker to stop the job; False when it is no longer running (or does not exist)."""
+        spec = KINDS[JobKind(kind)]
+        try:
+            self.call(spec.stop_method, **{spec.name_key: name})
+        except SageMakerApiError as error:
+            if error.code == "ValidationException":
+                self.log.info("Job %s not stopped: %s", name, error.message)
+                return False
+            raise
+        return True
+
+    def job_tags(self, arn: str) -> dict[str, str]:
+        """The resource's tags as a dict."""
+        tags: dict[str, str] = {}
+        params: dict[str, Any] = {"ResourceArn": arn, "MaxResults": 100}
+        while True:
+            page = self.call("list_tags", **params)
+            tags.update({t["Key"]: t.get("Value", "") for t in page.get("Tags") or []})
+            if not page.get("NextToken"):
+                return tags
+            params["NextToken"] = page["NextToken"]
+
+    def job_states(self, jobs: Sequence[tuple[JobKind, str]]) -> dict[str, JobState]:
+        """Batched status of many jobs (see ``status_poll``), keyed by job name."""
+        poll = run_poll(jobs, lambda call: self.call(call.method, **call.params))
+        return poll.states()
+
+    # ------------------------------------------------------------------ start
+
+    def start_job(
+        self, kind: JobKind, config: Mapping[str, Any], identity: JobIdentity, *, force_new: bool = False
+    ) -> StartedJob:
+        """Create the job of this task instance, or attach to / reuse the one an earlier try made.
+
+        :param config: the Create request in the API's shape; its job name is the readable prefix.
+        :param force_new: start a new job even when a completed one has the same config.
+        """
+        kind = JobKind(kind)
+        spec = KINDS[kind]
+        prefix = str(config.get(spec.name_key) or kind.value)
+        fingerprint = config_hash({k: v for k, v in config.items() if k != spec.name_key})
+        attempt, races = 1, 0
+        while attempt <= MAX_NAME_ATTEMPTS:
+            name = job_name(prefix, identity, "" if attempt == 1 else str(attempt))
+            describe = self.find_job(kind, name)
+            if describe is None:
+                try:
+                    arn = self._create(kind, config, name, identity, fingerprint)
+                except SageMakerApiError as error:
+                    races += 1
+                    if error.code == "ResourceInUse" and races <= 3:  # created meanwhile: look again
+                        continue
+                    raise
+                return StartedJob(name, arn, "created")
+            arn = describe[spec.arn_key]
+            tags = self.job_tags(arn)
+            if tags.get(IDENTITY_TAG) != identity.digest():
+                raise JobOwnershipError(
+                    f"SageMaker {kind.value} job {name} exists but was not started by this task "
+                    f"({identity.dag_id}.{identity.task_id}, run {identity.run_id}, map index "
+                    f"{identity.map_index}, namespace {identity.namespace}); refusing to adopt it"
+                )
+            result, _ = classify(kind, describe.get(spec.status_key), describe.get("SecondaryStatus"))
+            same_config = tags.get(CONFIG_HASH_TAG) == fingerprint
+            if result in (Outcome.PENDING, Outcome.RUNNING):
+                if not same_config:
+                    self.log.warning("Attaching to running job %s although its config differs", name)
+                return StartedJob(name, arn, "attached")
+            if result == Outcome.SUCCEEDED and same_config and not force_new:
+                return StartedJob(name, arn, "reused")
+            self.log.info(
+                "Job %s of an earlier try ended %s%s; starting the next attempt",
+                name,
+                describe.get(spec.status_key),
+                "" if same_config else " with another config",
+            )
+            attempt += 1
+        raise AirflowException(f"gave up after {MAX_NAME_ATTEMPTS} job names for {identity.key()}")
+
+    def _create(
+        self, kind: JobKind, config: Mapping[str, Any], name: str, identity: JobIdentity, fingerprint: str
+    ) -> str:
+        spec = KINDS[kind]
+        user_tags = [t for t in config.get("Tags") or [] if not str(t.get("Key", "")).startswith(TAG_PREFIX)]
+        request = {**config, spec.name_key: name, "Tags": [*user_tags, *identity_tags(identity, fingerprint)]}
+        return self.call(spec.create_method, **request)[spec.arn_key]

@@ -1,0 +1,213 @@
+"""The one table of SageMaker job kinds, read by the hook, the trigger, the sensor and the operators.
+
+Each kind names its API (create / describe / stop / list methods, name, ARN and status keys)
+once, and :func:`classify` is the one place that turns a job's status into an
+:class:`Outcome`. The vocabulary is botocore's service model: TrainingJobStatus InProgress /
+Completed / Failed / Stopping / Stopped / Deleting with a SecondaryStatus; ProcessingJobStatus
+without one. A user's stop is STOPPED (success only where the caller says ``stopped_ok``);
+MaxRuntimeExceeded / MaxWaitTimeExceeded under Stopped are the job running out of time and
+always FAILED; Interrupted (spot) is still RUNNING. A status this table does not know is
+reported, never crashed on: it counts as RUNNING with a warning.
+
+Pure: no AWS, no Airflow imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobKind(StrEnum):
+    """The kinds of SageMaker job this provider runs and waits on."""
+
+    TRAINING = "training"
+    PROCESSING = "processing"
+
+
+class Outcome(StrEnum):
+    """Where a job stands, as far as waiting on it is concerned."""
+
+    PENDING = "pending"  # not visible yet (Search/List lag behind Create)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"  # stopped by a user; failure unless ``stopped_ok``
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.STOPPED)
+
+
+@dataclass(frozen=True)
+class JobKindSpec:
+    """How one job kind is spelled in the SageMaker API (boto3 method names are snake case)."""
+
+    kind: JobKind
+    noun: str
+    name_key: str
+    arn_key: str
+    status_key: str
+    create_method: str
+    describe_method: str
+    stop_method: str
+    list_method: str
+    log_group: str
+    console_path: str
+    #: Search ``Resource`` for batched status, or None where Search has none (processing).
+    search_resource: str | None
+
+
+KINDS: Mapping[JobKind, JobKindSpec] = {
+    JobKind.TRAINING: JobKindSpec(
+        kind=JobKind.TRAINING,
+        noun="TrainingJob",
+        name_key="TrainingJobName",
+        arn_key="TrainingJobArn",
+        status_key="TrainingJobStatus",
+        create_method="create_training_job",
+        describe_method="describe_training_job",
+        stop_method="stop_training_job",
+        list_method="list_training_jobs",
+        log_group="/aws/sagemaker/TrainingJobs",
+        console_path="jobs",
+        search_resource="TrainingJob",
+    ),
+    JobKind.PROCESSING: JobKindSpec(
+        kind=JobKind.PROCESSING,
+        noun="ProcessingJob",
+        name_key="ProcessingJobName",
+        arn_key="ProcessingJobArn",
+        status_key="ProcessingJobStatus",
+        create_method="create_processing_job",
+        describe_method="describe_processing_job",
+        stop_method="stop_processing_job",
+        list_method="list_processing_jobs",
+        log_group="/aws/sagemaker/ProcessingJobs",
+        console_path="processing-jobs",
+        search_resource=None,
+    ),
+}
+
+_STATUS: Mapping[JobKind, Mapping[str, Outcome]] = {
+    JobKind.TRAINING: {
+        "InProgress": Outcome.RUNNING,
+        "Stopping": Outcome.RUNNING,  # not over until Stopped
+        "Completed": Outcome.SUCCEEDED,
+        "Failed": Outcome.FAILED,
+        "Stopped": Outcome.STOPPED,
+        "Deleting": Outcome.FAILED,  # going away: it will never report success
+    },
+    JobKind.PROCESSING: {
+        "InProgress": Outcome.RUNNING,
+        "Stopping": Outcome.RUNNING,
+        "Completed": Outcome.SUCCEEDED,
+        "Failed": Outcome.FAILED,
+        "Stopped": Outcome.STOPPED,
+    },
+}
+#: Secondary statuses under Stopped that mean "ran out of time", not a user's stop.
+OUT_OF_TIME = frozenset({"MaxRuntimeExceeded", "MaxWaitTimeExceeded"})
+#: Every SecondaryStatus known when this was written (botocore's enum); others are reported.
+KNOWN_SECONDARY = frozenset(
+    {
+        "Starting",
+        "LaunchingMLInstances",
+        "PreparingTrainingStack",
+        "Downloading",
+        "DownloadingTrainingImage",
+        "Training",
+        "Uploading",
+        "Stopping",
+        "Stopped",
+        "MaxRuntimeExceeded",
+        "Completed",
+        "Failed",
+        "Interrupted",
+        "MaxWaitTimeExceeded",
+        "Updating",
+        "Restarting",
+        "Pending",
+    }
+)
+
+
+def classify(
+    kind: JobKind, status: str | None, secondary_status: str | None = None
+) -> tuple[Outcome, str | None]:
+    """(outcome, warning) of a job's status; the warning names a value this table does not know."""
+    outcome = _STATUS[JobKind(kind)].get(status or "")
+    if outcome is None:
+        return Outcome.RUNNING, f"unknown {KINDS[JobKind(kind)].status_key} {status!r}: still waiting"
+    if outcome == Outcome.STOPPED and secondary_status in OUT_OF_TIME:
+        outcome = Outcome.FAILED
+    warning = None
+    if secondary_status and secondary_status not in KNOWN_SECONDARY:
+        warning = f"unknown SecondaryStatus {secondary_status!r} under {status}"
+    return outcome, warning
+
+
+def outcome(
+    kind: JobKind, status: str | None, secondary_status: str | None = None, *, stopped_ok: bool = False
+) -> Outcome:
+    """The outcome of a status, with a user's stop counted as success when ``stopped_ok``."""
+    result, _ = classify(kind, status, secondary_status)
+    return Outcome.SUCCEEDED if result == Outcome.STOPPED and stopped_ok else result
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def job_summary(kind: JobKind, describe: Mapping[str, Any]) -> dict[str, Any]:
+    """The small, JSON-safe XCom of a job, from its describe (or Search) record.
+
+    Every field is read with ``.get``: FailureReason, TrainingStartTime, ModelArtifacts and
+    the rest are missing while a job runs or when it failed early.
+    """
+    kind = JobKind(kind)
+    spec = KINDS[kind]
+    summary: dict[str, Any] = {
+        "kind": kind.value,
+        "name": describe.get(spec.name_key),
+        "arn": describe.get(spec.arn_key),
+        "status": describe.get(spec.status_key),
+        "secondary_status": describe.get("SecondaryStatus"),
+        "message": None,
+        "failure_reason": describe.get("FailureReason"),
+        "billable_seconds": describe.get("BillableTimeInSeconds"),
+        "start_time": _iso(describe.get("TrainingStartTime") or describe.get("ProcessingStartTime")),
+        "end_time": _iso(describe.get("TrainingEndTime") or describe.get("ProcessingEndTime")),
+    }
+    if kind == JobKind.TRAINING:
+        transitions = describe.get("SecondaryStatusTransitions") or []
+        if transitions and isinstance(transitions[-1], Mapping):
+            summary["message"] = transitions[-1].get("StatusMessage")
+        summary["model_artifacts"] = (describe.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    else:
+        summary["message"] = describe.get("ExitMessage")
+        outputs = (describe.get("ProcessingOutputConfig") or {}).get("Outputs") or []
+        summary["outputs"] = [
+            uri for out in outputs if (uri := (out.get("S3Output") or {}).get("S3Uri")) is not None
+        ]
+    return summary
+
+
+def failure_lines(summaries: list[Mapping[str, Any]], *, stopped_ok: bool = False) -> list[str]:
+    """One line per job summary that is not a success, with its status and reason."""
+    lines = []
+    for job in summaries:
+        status, secondary = job.get("status"), job.get("secondary_status")
+        try:
+            result = outcome(JobKind(job.get("kind")), status, secondary, stopped_ok=stopped_ok)
+        except ValueError:  # not a kind we know: cannot be a success
+            result = Outcome.FAILED
+        if result == Outcome.SUCCEEDED:
+            continue
+        shown = " / ".join(str(part) for part in (status, secondary) if part) or "unknown"
+        reason = job.get("failure_reason") or job.get("message") or "no reason given"
+        lines.append(f"{job.get('kind')} job {job.get('name')} ended {shown}: {reason}")
+    return lines

@@ -1,0 +1,192 @@
+"""``JobSensor``: wait for one or many SageMaker training / processing jobs.
+
+Deferrable by default: one ``JobStatusTrigger`` waits on all the jobs with batched status calls.
+With ``deferrable=False`` it pokes the same batched call (``mode="reschedule"`` frees the worker
+slot between pokes, for deployments without a triggerer). It succeeds once every job has ended
+and all succeeded; otherwise it fails listing every job that did not, with its reason.
+
+Parse cost: only the task SDK bases and pure modules at module level; the hook (AwsBaseHook,
+botocore) and the trigger (aiobotocore) are imported in the methods that run on a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_sm_provider._compat import AirflowException, BaseSensorOperator, default_deferrable
+from airflow_sm_provider.job_kinds import JobKind, Outcome, failure_lines
+
+if TYPE_CHECKING:
+    from airflow_sm_provider._compat import Context
+    from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
+
+#: Above SageMaker's 28-day maximum runtime (Airflow's sensor default is 7 days).
+DEFAULT_TIMEOUT = timedelta(days=29).total_seconds()
+
+
+def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[JobKind, str]]:
+    """(kind, name) pairs from the operators' XCom summaries, names, or lists of them.
+
+    A mapped task's XCom arrives as a (lazy) sequence; nested sequences are flattened. Plain
+    names need ``job_kind``; a summary's own ``kind`` wins over it. Duplicates are dropped.
+    """
+    refs: list[tuple[JobKind, str]] = []
+
+    def add(item: Any) -> None:
+        if isinstance(item, Mapping):
+            kind, name = item.get("kind") or job_kind, item.get("name")
+        elif isinstance(item, str):
+            kind, name = job_kind, item
+        elif isinstance(item, Iterable):
+            for element in item:
+                add(element)
+            return
+        else:
+            raise ValueError(f"not a job name or job summary: {item!r}")
+        if not name or not isinstance(name, str):
+            raise ValueError(f"job without a name: {item!r}")
+        if not kind:
+            raise ValueError(f"job {name!r}: give job_kind ('training' or 'processing') for plain names")
+        ref = (JobKind(kind), name)
+        if ref not in refs:
+            refs.append(ref)
+
+    add(jobs)
+    if not refs:
+        raise ValueError("JobSensor got no jobs to wait for")
+    return refs
+
+
+class JobSensor(BaseSensorOperator):
+    """Wait until SageMaker jobs end; fail listing every job that did not succeed.
+
+    :param jobs: what to wait for (templated): a job summary from ``TrainingJobOperator`` /
+        ``ProcessingJobOperator`` (``{"kind", "name", ...}``), a list of them (a mapped task's
+        output), or job names with ``job_kind``.
+    :param job_kind: "training" or "processing", for plain names.
+    :param aws_conn_id: Airflow AWS connection.
+    :param region_name: AWS region.
+    :param verify: TLS verification for boto3.
+    :param botocore_config: botocore ``Config`` options as a dict.
+    :param stopped_ok: treat a job stopped by a user as success (running out of time,
+        MaxRuntimeExceeded / MaxWaitTimeExceeded, is always a failure).
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``, else True.
+    :param max_poll_interval: longest delay between the trigger's polls, in seconds (the
+        shortest is ``poke_interval``).
+    :param stop_on_kill: stop the jobs when the deferred sensor is killed (Airflow 3.3+).
+    :param timeout: seconds before the sensor gives up; default 29 days, above SageMaker's
+        28-day limit on a job's runtime.
+
+    Returns (XCom) the list of the jobs' summaries.
+    """
+
+    template_fields: Sequence[str] = ("jobs", "job_kind", "aws_conn_id", "region_name", "verify")
+    ui_color = "#ededed"
+
+    def __init__(
+        self,
+        *,
+        jobs: Any,
+        job_kind: JobKind | str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        stopped_ok: bool = False,
+        deferrable: bool = default_deferrable(),
+        max_poll_interval: float = 600,
+        stop_on_kill: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(timeout=timeout, **kwargs)
+        self.jobs = jobs
+        self.job_kind = job_kind
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.stopped_ok = stopped_ok
+        self.deferrable = deferrable
+        self.max_poll_interval = max_poll_interval
+        self.stop_on_kill = stop_on_kill
+        self._summaries: list[dict[str, Any]] = []
+
+    @cached_property
+    def hook(self) -> SageMakerJobsHook:
+        """Built on first use on the worker, never at DAG parse time."""
+        from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
+
+        return SageMakerJobsHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
+
+    @property
+    def refs(self) -> list[tuple[JobKind, str]]:
+        return job_refs(self.jobs, self.job_kind)
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        if not self.deferrable:
+            super().execute(context)
+            return self._summaries
+        if self.poke(context):  # already over: no trip through the triggerer
+            return self._summaries
+        from airflow_sm_provider.triggers.jobs import JobStatusTrigger
+
+        self.defer(
+            trigger=JobStatusTrigger(
+                jobs=[{"kind": kind.value, "name": name} for kind, name in self.refs],
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+                stopped_ok=self.stopped_ok,
+                poll_interval=self.poke_interval,
+                max_poll_interval=self.max_poll_interval,
+                stop_on_kill=self.stop_on_kill,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+        return []  # not reached: defer raises
+
+    def poke(self, context: Context) -> bool:
+        """One batched status poll; raise listing the failures once every job has ended."""
+        states = self.hook.job_states(self.refs)
+        for state in states.values():
+            if state.warning:
+                self.log.warning("Job %s: %s", state.name, state.warning)
+        waiting = [s.name for s in states.values() if not s.confirmed]
+        if waiting:
+            counts = {o.value: sum(s.outcome == o for s in states.values()) for o in Outcome}
+            self.log.info("Waiting on %d of %d job(s): %s", len(waiting), len(states), counts)
+            return False
+        self._summaries = [s.summary or {"kind": s.kind.value, "name": s.name} for s in states.values()]
+        self._raise_on_failures("", self._summaries)
+        return True
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Resume after the trigger fired: validate the event, raise unless every job succeeded."""
+        if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
+            raise AirflowException(f"unexpected trigger event: {event!r}")
+        summaries = [job for job in event.get("jobs") or [] if isinstance(job, dict)]
+        if event["status"] == "error":
+            raise AirflowException(event.get("message") or "\n".join(failure_lines(summaries)) or str(event))
+        self._raise_on_failures("trigger reported success, but ", summaries)
+        if not summaries:
+            raise AirflowException(f"trigger reported success without job summaries: {event!r}")
+        return summaries
+
+    def _raise_on_failures(self, lead: str, summaries: list[dict[str, Any]]) -> None:
+        failures = failure_lines(summaries, stopped_ok=self.stopped_ok)
+        if failures:
+            raise AirflowException(
+                f"{lead}{len(failures)} of {len(summaries)} SageMaker job(s) did not succeed:\n"
+                + "\n".join(failures)
+            )

@@ -1,0 +1,197 @@
+"""``JobStatusTrigger``: wait in the triggerer on one or many SageMaker jobs.
+
+Each poll is one batched status poll (``status_poll``) made with an aiobotocore client from the
+Amazon provider's connection, so 250 training jobs cost a few Search pages per poll rather than
+250 Describes. There is no attempt limit: the trigger waits as long as the jobs run (the task's
+own timeout bounds it). The delay between polls grows with the time since the wait started
+(a tenth of it, between ``poll_interval`` and ``max_poll_interval``) with +-20 % jitter; it is
+computed from ``started_at``, which is serialized, so a triggerer restart resumes the same
+schedule and loses nothing else either: everything the trigger needs is in its kwargs.
+
+Throttling, server errors and connection errors that outlast botocore's retries are logged and
+tried again at the next poll; any other API error ends the wait with an error event naming its
+code. Status values the job-kind table does not know are logged and waited through.
+
+Event: ``{"status": "success" | "error", "jobs": [job_summary, ...], "message": str}``, fired
+once every job has ended; "error" lists every job that did not succeed with its reason.
+
+Killing: ``on_kill`` (Airflow 3.3+, called when a user marks the deferred task failed or
+success, or clears it) stops the jobs not yet ended if ``stop_on_kill``. It is never done in
+``cleanup()``, which also runs when a triggerer restarts or hands the trigger to another one.
+Airflow older than 3.3 never calls ``on_kill``: a task killed while deferred leaves its jobs
+running until they end or reach their ``StoppingCondition``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from airflow_sm_provider._compat import BaseTrigger, TriggerEvent
+from airflow_sm_provider.hooks.jobs import SageMakerJobsHook, api_error
+from airflow_sm_provider.job_kinds import KINDS, JobKind, failure_lines
+from airflow_sm_provider.status_poll import Call, JobState, SageMakerApiError, run_poll_async
+
+JITTER = 0.2
+
+
+def poll_delay(elapsed: float, poll_interval: float, max_poll_interval: float, rng: random.Random) -> float:
+    """Seconds to the next poll after ``elapsed`` seconds of waiting (no limit on the count)."""
+    base = min(max_poll_interval, max(poll_interval, elapsed / 10))
+    return min(max_poll_interval, base * rng.uniform(1 - JITTER, 1 + JITTER))
+
+
+class JobStatusTrigger(BaseTrigger):
+    """Fire once all ``jobs`` have ended.
+
+    :param jobs: ``[{"kind": "training" | "processing", "name": ...}, ...]``.
+    :param aws_conn_id: Airflow AWS connection.
+    :param region_name: AWS region.
+    :param verify: TLS verification for the client.
+    :param botocore_config: botocore ``Config`` options as a dict.
+    :param stopped_ok: count a job stopped by a user as success.
+    :param poll_interval: shortest delay between polls, in seconds.
+    :param max_poll_interval: longest delay between polls, in seconds.
+    :param stop_on_kill: stop unfinished jobs when the deferred task is killed (Airflow 3.3+).
+    :param started_at: epoch seconds the wait began (set on first construction; drives backoff).
+    """
+
+    def __init__(
+        self,
+        jobs: list[dict[str, str]],
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        stopped_ok: bool = False,
+        poll_interval: float = 30,
+        max_poll_interval: float = 300,
+        stop_on_kill: bool = False,
+        started_at: float | None = None,
+    ) -> None:
+        super().__init__()
+        if not jobs:
+            raise ValueError("JobStatusTrigger needs at least one job")
+        self.jobs = [{"kind": JobKind(job["kind"]).value, "name": job["name"]} for job in jobs]
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.stopped_ok = stopped_ok
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max(poll_interval, max_poll_interval)
+        self.stop_on_kill = stop_on_kill
+        self.started_at = time.time() if started_at is None else started_at
+        self._unfinished: set[str] | None = None  # known after the first poll of this instance
+        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "jobs": self.jobs,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
+                "stopped_ok": self.stopped_ok,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "stop_on_kill": self.stop_on_kill,
+                "started_at": self.started_at,
+            },
+        )
+
+    def hook(self) -> SageMakerJobsHook:
+        return SageMakerJobsHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
+
+    @property
+    def refs(self) -> list[tuple[JobKind, str]]:
+        return [(JobKind(job["kind"]), job["name"]) for job in self.jobs]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async with await self.hook().get_async_conn() as client:
+
+            async def invoke(call: Call) -> Mapping[str, Any]:
+                try:
+                    return await getattr(client, call.method)(**call.params)
+                except ClientError as error:
+                    raise api_error(error, error.operation_name or call.method) from error
+
+            while True:
+                try:
+                    poll = await run_poll_async(self.refs, invoke)
+                except SageMakerApiError as error:
+                    if not error.transient:
+                        yield TriggerEvent(self._error_event(error))
+                        return
+                    self.log.warning("Status poll failed, trying again: %s", error)
+                except BotoCoreError as error:
+                    self.log.warning("Status poll failed, trying again: %s", error)
+                else:
+                    states = poll.states()
+                    self._unfinished = {name for name, state in states.items() if not state.confirmed}
+                    if not self._unfinished:
+                        yield TriggerEvent(self.event(states))
+                        return
+                    self._log_progress(states)
+                await asyncio.sleep(
+                    poll_delay(
+                        time.time() - self.started_at, self.poll_interval, self.max_poll_interval, self._rng
+                    )
+                )
+
+    def event(self, states: Mapping[str, JobState]) -> dict[str, Any]:
+        """The event payload for jobs that have all ended."""
+        summaries = [
+            states[name].summary or {"kind": kind.value, "name": name, "status": states[name].status}
+            for kind, name in self.refs
+        ]
+        failures = failure_lines(summaries, stopped_ok=self.stopped_ok)
+        if not failures:
+            return {"status": "success", "jobs": summaries, "message": f"{len(summaries)} job(s) succeeded"}
+        message = f"{len(failures)} of {len(summaries)} SageMaker job(s) did not succeed:\n" + "\n".join(
+            failures
+        )
+        return {"status": "error", "jobs": summaries, "message": message}
+
+    def _error_event(self, error: SageMakerApiError) -> dict[str, Any]:
+        summaries = [{"kind": kind.value, "name": name} for kind, name in self.refs]
+        return {"status": "error", "jobs": summaries, "message": f"cannot poll job status: {error}"}
+
+    def _log_progress(self, states: Mapping[str, JobState]) -> None:
+        counts: dict[str, int] = {}
+        for state in states.values():
+            counts[state.outcome.value] = counts.get(state.outcome.value, 0) + 1
+            if state.warning:
+                self.log.warning("Job %s: %s", state.name, state.warning)
+        self.log.info("Waiting on %d SageMaker job(s): %s", len(states), counts)
+
+    async def on_kill(self) -> None:
+        """Stop the jobs that have not ended, if ``stop_on_kill`` (Airflow 3.3+ calls this)."""
+        if not self.stop_on_kill:
+            return
+        targets = [
+            (kind, name) for kind, name in self.refs if self._unfinished is None or name in self._unfinished
+        ]
+        async with await self.hook().get_async_conn() as client:
+
+            async def stop(kind: JobKind, name: str) -> None:
+                spec = KINDS[kind]
+                try:
+                    await getattr(client, spec.stop_method)(**{spec.name_key: name})
+                    self.log.info("Stop of SageMaker %s job %s requested", kind.value, name)
+                except ClientError as error:  # already ended, or gone
+                    self.log.info("SageMaker %s job %s not stopped: %s", kind.value, name, error)
+
+            await asyncio.gather(*(stop(kind, name) for kind, name in targets))

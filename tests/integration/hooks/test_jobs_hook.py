@@ -1,0 +1,155 @@
+"""SageMakerJobsHook against the local engine: idempotent start, errors with codes, batched status."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from airflow_sm_provider.hooks.jobs import JobOwnershipError, SageMakerApiError, SageMakerJobsHook
+from airflow_sm_provider.job_kinds import JobKind, Outcome
+from airflow_sm_provider.naming import JobIdentity, job_name
+
+pytestmark = pytest.mark.integration
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def upload_script(s3, bucket: str, script: str) -> str:
+    buf = io.BytesIO()
+    data = textwrap.dedent(script).encode()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    key = f"code/{uuid.uuid4().hex}.tar.gz"
+    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+    return f"s3://{bucket}/{key}"
+
+
+def training_config(bucket: str, code_uri: str, name: str = "hook-train", **extra) -> dict:
+    return {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": "local/python:3", "TrainingInputMode": "File"},
+        "HyperParameters": {"sagemaker_program": "train.py", "sagemaker_submit_directory": code_uri},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 120},
+        **extra,
+    }
+
+
+def identity() -> JobIdentity:
+    return JobIdentity("itest", "dag", f"manual__{uuid.uuid4().hex}", "train")
+
+
+def wait_terminal(hook: SageMakerJobsHook, name: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while (job := hook.describe_job(JobKind.TRAINING, name))["TrainingJobStatus"] not in (
+        "Completed",
+        "Failed",
+        "Stopped",
+    ):
+        assert time.monotonic() < deadline, job["SecondaryStatus"]
+        time.sleep(0.1)
+    return job
+
+
+@pytest.fixture
+def hook(aws_env) -> SageMakerJobsHook:
+    return SageMakerJobsHook(aws_conn_id=None)
+
+
+@pytest.fixture
+def code(engine, s3_bucket):
+    def make(script: str) -> str:
+        return upload_script(engine.client("s3"), s3_bucket, script)
+
+    return make
+
+
+def test_retry_attaches_to_the_running_job_instead_of_starting_a_second(hook, s3_bucket, code):
+    config = training_config(s3_bucket, code("import time; time.sleep(30)"))
+    who = identity()
+    first = hook.start_job(JobKind.TRAINING, config, who)
+    retry = hook.start_job(JobKind.TRAINING, config, who)
+    assert first.action == "created" and retry.action == "attached" and retry.name == first.name
+    assert first.name == job_name("hook-train", who)
+    listed = hook.conn.list_training_jobs(NameContains=first.name)["TrainingJobSummaries"]
+    assert len(listed) == 1
+    assert hook.stop_job(JobKind.TRAINING, first.name) is True
+
+
+def test_completed_job_is_reused_failed_one_gets_a_new_name(hook, s3_bucket, code):
+    who = identity()
+    config = training_config(s3_bucket, code("print('ok')"))
+    first = hook.start_job(JobKind.TRAINING, config, who)
+    wait_terminal(hook, first.name)
+    assert hook.start_job(JobKind.TRAINING, config, who).action == "reused"
+    forced = hook.start_job(JobKind.TRAINING, config, who, force_new=True)
+    assert forced.action == "created" and forced.name == job_name("hook-train", who, "2")
+
+    failing = training_config(s3_bucket, code("raise SystemExit(3)"))
+    who = identity()
+    failed = hook.start_job(JobKind.TRAINING, failing, who)
+    assert wait_terminal(hook, failed.name)["TrainingJobStatus"] == "Failed"
+    again = hook.start_job(JobKind.TRAINING, failing, who)
+    assert again.action == "created" and again.name != failed.name
+
+
+def test_changed_config_of_a_completed_job_starts_a_new_one(hook, s3_bucket, code):
+    who = identity()
+    first = hook.start_job(JobKind.TRAINING, training_config(s3_bucket, code("print(1)")), who)
+    wait_terminal(hook, first.name)
+    changed = hook.start_job(JobKind.TRAINING, training_config(s3_bucket, code("print(2)")), who)
+    assert changed.action == "created" and changed.name != first.name
+
+
+def test_a_strangers_job_under_our_name_is_never_adopted(hook, s3_bucket, code):
+    who = identity()
+    config = training_config(s3_bucket, code("print('x')"))
+    hook.conn.create_training_job(**{**config, "TrainingJobName": job_name("hook-train", who)})
+    with pytest.raises(JobOwnershipError, match="not started by this task"):
+        hook.start_job(JobKind.TRAINING, config, who)
+
+
+def test_client_errors_keep_their_code_and_message(hook):
+    with pytest.raises(SageMakerApiError) as info:
+        hook.describe_job(JobKind.TRAINING, "no-such-job")
+    assert info.value.code == "ValidationException" and info.value.message
+    assert hook.find_job(JobKind.TRAINING, "no-such-job") is None
+    assert hook.stop_job(JobKind.PROCESSING, "no-such-job") is False
+
+
+def test_retries_default_to_adaptive_mode(hook):
+    assert hook.conn.meta.config.retries["mode"] == "adaptive"
+
+
+def test_batched_status_of_many_jobs_is_one_search_not_a_describe_each(engine, hook, s3_bucket, code):
+    """The provider's gap: one DescribeTrainingJob per job per poll."""
+    config = training_config(s3_bucket, code("import time; time.sleep(30)"))
+    started = [hook.start_job(JobKind.TRAINING, config, identity()).name for _ in range(10)]
+    calls: list[str] = []
+
+    def record(model, **_) -> None:
+        calls.append(model.name)
+
+    hook.conn.meta.events.register("before-call.sagemaker", record)
+    try:
+        states = hook.job_states([(JobKind.TRAINING, name) for name in started])
+        assert calls == ["Search"]
+        assert {s.outcome for s in states.values()} <= {Outcome.RUNNING, Outcome.PENDING}
+        for name in started:
+            hook.stop_job(JobKind.TRAINING, name)
+        for name in started:
+            wait_terminal(hook, name)
+        calls.clear()
+        states = hook.job_states([(JobKind.TRAINING, name) for name in started])
+        assert calls == ["Search"] + ["DescribeTrainingJob"] * 10  # confirmed once, at the end
+        assert all(s.confirmed and s.outcome == Outcome.STOPPED for s in states.values())
+    finally:
+        hook.conn.meta.events.unregister("before-call.sagemaker", record)

@@ -1,0 +1,167 @@
+"""JobStatusTrigger's run loop (real aiobotocore client) and JobSensor's poke, on the local engine."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from airflow_sm_provider._compat import AirflowException
+from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
+from airflow_sm_provider.job_kinds import JobKind
+from airflow_sm_provider.naming import JobIdentity
+from airflow_sm_provider.sensors.jobs import JobSensor
+from airflow_sm_provider.triggers import jobs as trigger_module
+from airflow_sm_provider.triggers.jobs import JobStatusTrigger
+
+pytestmark = pytest.mark.integration
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def upload_script(s3, bucket: str, script: str) -> str:
+    buf = io.BytesIO()
+    data = textwrap.dedent(script).encode()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    key = f"code/{uuid.uuid4().hex}.tar.gz"
+    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+    return f"s3://{bucket}/{key}"
+
+
+def training_config(bucket: str, code_uri: str, name: str = "hook-train", **extra) -> dict:
+    return {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": "local/python:3", "TrainingInputMode": "File"},
+        "HyperParameters": {"sagemaker_program": "train.py", "sagemaker_submit_directory": code_uri},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 120},
+        **extra,
+    }
+
+
+def wait_terminal(hook: SageMakerJobsHook, name: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while (job := hook.describe_job(JobKind.TRAINING, name))["TrainingJobStatus"] not in (
+        "Completed",
+        "Failed",
+        "Stopped",
+    ):
+        assert time.monotonic() < deadline, job["SecondaryStatus"]
+        time.sleep(0.1)
+    return job
+
+
+@pytest.fixture
+def start(aws_env, engine, s3_bucket):
+    hook = SageMakerJobsHook(aws_conn_id=None)
+
+    def make(script: str, name: str = "wait") -> str:
+        config = training_config(s3_bucket, upload_script(engine.client("s3"), s3_bucket, script), name)
+        identity = JobIdentity("itest", "dag", uuid.uuid4().hex, "t")
+        return hook.start_job(JobKind.TRAINING, config, identity).name
+
+    make.hook = hook
+    return make
+
+
+def trigger(*names: str, **kwargs) -> JobStatusTrigger:
+    kwargs = {"aws_conn_id": None, "poll_interval": 0.01, "max_poll_interval": 0.02, **kwargs}
+    return JobStatusTrigger(jobs=[{"kind": "training", "name": n} for n in names], **kwargs)
+
+
+async def first_event(t: JobStatusTrigger, timeout: float = 60) -> dict:
+    async def take() -> dict:
+        async for event in t.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+
+    return await asyncio.wait_for(take(), timeout)
+
+
+def test_waits_past_60_polls_and_all_jobs_until_success(start, monkeypatch):
+    """The provider's deferrable waits give up after 60 polls; ours wait as long as jobs run."""
+    polls = []
+    real = trigger_module.run_poll_async
+
+    async def counting(*args, **kwargs):
+        polls.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(trigger_module, "run_poll_async", counting)
+    quick, slow = start("print('done')", "quick"), start("import time; time.sleep(4)", "slow")
+    event = asyncio.run(first_event(trigger(quick, slow)))
+    assert event["status"] == "success", event
+    assert len(polls) > 60
+    assert [j["name"] for j in event["jobs"]] == [quick, slow]
+    assert all(j["status"] == "Completed" for j in event["jobs"])
+
+
+def test_failures_are_listed_with_reasons_after_every_job_ended(start):
+    ok, bad = start("print('ok')", "ok"), start("raise SystemExit('bad data')", "bad")
+    event = asyncio.run(first_event(trigger(ok, bad)))
+    assert event["status"] == "error" and "1 of 2" in event["message"]
+    failed = next(j for j in event["jobs"] if j["name"] == bad)
+    assert failed["status"] == "Failed" and failed["failure_reason"]
+    assert failed["failure_reason"] in event["message"]
+
+
+def test_a_stopped_job_is_an_error_unless_stopped_ok(start):
+    name = start("import time; time.sleep(60)", "stopme")
+    start.hook.stop_job(JobKind.TRAINING, name)
+    wait_terminal(start.hook, name)
+    event = asyncio.run(first_event(trigger(name)))
+    assert event["status"] == "error" and "Stopped" in event["message"]
+    assert asyncio.run(first_event(trigger(name, stopped_ok=True)))["status"] == "success"
+
+
+def test_on_kill_stops_unfinished_jobs_and_cancellation_alone_does_not(start):
+    """A cancelled run (what a triggerer restart does) leaves the job; on_kill stops it."""
+    name = start("import time; time.sleep(60)", "kill")
+    t = trigger(name, stop_on_kill=True, poll_interval=0.05, max_poll_interval=0.05)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(first_event(t))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await t.cleanup()
+        assert start.hook.describe_job(JobKind.TRAINING, name)["TrainingJobStatus"] == "InProgress"
+        await t.on_kill()
+
+    asyncio.run(scenario())
+    assert wait_terminal(start.hook, name)["TrainingJobStatus"] == "Stopped"
+
+
+def test_sensor_pokes_in_reschedule_mode_and_returns_summaries(start):
+    name = start("import time; time.sleep(2)", "poke")
+    sensor = JobSensor(
+        task_id="s",
+        jobs=[{"kind": "training", "name": name}],
+        aws_conn_id=None,
+        deferrable=False,
+        mode="reschedule",
+    )
+    assert sensor.poke({}) is False
+    deadline = time.monotonic() + 60
+    while not sensor.poke({}):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert sensor._summaries[0]["name"] == name and sensor._summaries[0]["status"] == "Completed"
+
+
+def test_sensor_poke_raises_listing_the_failed_job(start):
+    name = start("raise SystemExit('boom')", "pokefail")
+    wait_terminal(start.hook, name)
+    sensor = JobSensor(task_id="s", jobs=[name], job_kind="training", aws_conn_id=None, deferrable=False)
+    with pytest.raises(AirflowException, match=f"{name} ended Failed"):
+        sensor.poke({})

@@ -1,0 +1,59 @@
+"""JobSensor's pure parts: which jobs it waits on, its defaults, execute_complete."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from airflow_sm_provider._compat import AirflowException
+from airflow_sm_provider.job_kinds import JobKind
+from airflow_sm_provider.sensors.jobs import DEFAULT_TIMEOUT, JobSensor, job_refs
+
+
+def test_accepts_summaries_mapped_lists_and_plain_names():
+    mapped = [[{"kind": "training", "name": "a", "arn": "x"}], {"kind": "training", "name": "b"}]
+    assert job_refs(mapped) == [(JobKind.TRAINING, "a"), (JobKind.TRAINING, "b")]
+    assert job_refs({"kind": "processing", "name": "p"}) == [(JobKind.PROCESSING, "p")]
+    assert job_refs(["x", "x", "y"], "training") == [(JobKind.TRAINING, "x"), (JobKind.TRAINING, "y")]
+
+
+@pytest.mark.parametrize("jobs", [[], "name-without-kind", [{"kind": "training"}], [3]])
+def test_rejects_what_it_cannot_wait_on(jobs):
+    with pytest.raises(ValueError):
+        job_refs(jobs)
+
+
+def test_defaults_outlast_sagemakers_28_days_and_jobs_are_templated():
+    sensor = JobSensor(task_id="s", jobs="x", job_kind="training")
+    assert sensor.timeout == DEFAULT_TIMEOUT > 28 * 86400
+    assert sensor.deferrable and "jobs" in sensor.template_fields
+    assert "hook" not in sensor.__dict__
+
+
+def test_execute_complete_raises_listing_failures_and_returns_summaries():
+    sensor = JobSensor(task_id="s", jobs="x", job_kind="training")
+    with pytest.raises(AirflowException, match="b ended Failed: boom"):
+        sensor.execute_complete(
+            {}, {"status": "error", "jobs": [], "message": "1 of 2: training job b ended Failed: boom"}
+        )
+    jobs = [{"kind": "training", "name": "a", "status": "Completed"}]
+    assert sensor.execute_complete({}, {"status": "success", "jobs": jobs, "message": ""}) == jobs
+    with pytest.raises(AirflowException, match="Stopped"):  # a success event that hides a stop
+        sensor.execute_complete(
+            {}, {"status": "success", "jobs": [{"kind": "training", "name": "a", "status": "Stopped"}]}
+        )
+    for bad in (None, {}, {"status": "maybe"}, {"status": "success", "jobs": []}):
+        with pytest.raises(AirflowException):
+            sensor.execute_complete({}, bad)
+
+
+def test_module_imports_no_aws_sdk():
+    code = (
+        "import sys, airflow_sm_provider.sensors.jobs; "
+        "heavy = [m for m in ('botocore', 'aiobotocore', 'airflow.providers.amazon.aws.hooks.base_aws') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

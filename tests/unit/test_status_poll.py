@@ -1,0 +1,232 @@
+"""The pure poll planner: which calls for which jobs, and what their answers mean.
+
+Search answers come from the engine's own pure ``run_search`` (the code that serves Search
+over HTTP), fed plain records; ListProcessingJobs and Describe answers are plain dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import botocore.session
+import pytest
+
+from airflow_sm_provider.job_kinds import JobKind, Outcome
+from airflow_sm_provider.local.search import run_search
+from airflow_sm_provider.naming import JobIdentity, job_name
+from airflow_sm_provider.status_poll import (
+    MAX_FILTER_VALUE,
+    MAX_FILTERS,
+    Call,
+    SageMakerApiError,
+    StatusPoll,
+    is_not_found,
+    run_poll,
+    run_poll_async,
+)
+
+MODEL = botocore.session.get_session().get_service_model("sagemaker")
+
+
+def names(count: int, prefix: str = "digits-candidate") -> list[str]:
+    return [job_name(prefix, JobIdentity("ns", "dag", "run", "train", i)) for i in range(count)]
+
+
+class Service:
+    """Answers poll calls from job records, counting every call (the planner's I/O edge)."""
+
+    def __init__(
+        self, training: dict[str, tuple[str, str]], processing: dict[str, str] | None = None
+    ) -> None:
+        self.training = training
+        self.processing = processing or {}
+        self.calls: list[Call] = []
+        self.hidden: set[str] = set()  # jobs the Search index does not show yet
+
+    def record(self, name: str) -> dict[str, Any]:
+        status, secondary = self.training[name]
+        return {"TrainingJobName": name, "TrainingJobStatus": status, "SecondaryStatus": secondary}
+
+    def __call__(self, call: Call) -> dict[str, Any]:
+        self.calls.append(call)
+        params = call.params
+        if call.method == "search":
+            records = [self.record(n) for n in self.training if n not in self.hidden]
+            return run_search(records, params)
+        if call.method == "list_processing_jobs":
+            matching = [n for n in self.processing if params.get("NameContains", "").lower() in n.lower()]
+            start = int(params.get("NextToken") or 0)
+            page = matching[start : start + params["MaxResults"]]
+            response = {
+                "ProcessingJobSummaries": [
+                    {"ProcessingJobName": n, "ProcessingJobStatus": self.processing[n]} for n in page
+                ]
+            }
+            if start + len(page) < len(matching):
+                response["NextToken"] = str(start + len(page))
+            return response
+        name = next(iter(params.values()))
+        if call.method == "describe_training_job":
+            if name not in self.training:
+                raise SageMakerApiError(
+                    "DescribeTrainingJob", "ValidationException", "Requested resource not found."
+                )
+            return {
+                **self.record(name),
+                "FailureReason": "boom" if self.training[name][0] == "Failed" else None,
+            }
+        if name not in self.processing:
+            raise SageMakerApiError(
+                "DescribeProcessingJob", "ValidationException", f"Could not find job {name}"
+            )
+        return {"ProcessingJobName": name, "ProcessingJobStatus": self.processing[name]}
+
+    def count(self, method: str) -> int:
+        return sum(call.method == method for call in self.calls)
+
+
+def validate(call: Call) -> None:
+    """Every planned request passes botocore's own parameter validation (limits included)."""
+    from botocore.validate import ParamValidator
+
+    operation = MODEL.operation_model("".join(p.title() for p in call.method.split("_")))
+    report = ParamValidator().validate(call.params, operation.input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+@pytest.mark.parametrize("count", [1, 10, 250])
+def test_running_training_jobs_cost_a_few_search_pages_not_a_describe_each(count):
+    jobs = names(count)
+    service = Service({n: ("InProgress", "Training") for n in jobs})
+    states = run_poll([(JobKind.TRAINING, n) for n in jobs], service).states()
+    assert all(s.outcome == Outcome.RUNNING for s in states.values())
+    assert service.count("describe_training_job") == 0
+    assert len(service.calls) == -(-count // 100)  # one page per 100 jobs
+    for call in service.calls:
+        validate(call)
+
+
+def test_250_jobs_respect_filter_value_and_filter_count_limits():
+    jobs = names(250, prefix="a-rather-long-readable-training-job-prefix-x")
+    poll = StatusPoll([(JobKind.TRAINING, n) for n in jobs])
+    searches = poll.next_calls()
+    covered = []
+    for call in searches:
+        filters = call.params["SearchExpression"]["Filters"]
+        assert len(filters) <= MAX_FILTERS and call.params["SearchExpression"]["Operator"] == "Or"
+        assert all(len(f["Value"]) <= MAX_FILTER_VALUE for f in filters)
+        assert call.params["MaxResults"] == 100
+        covered += [n for f in filters for n in f["Value"].split(",")]
+        validate(call)
+    assert sorted(covered) == sorted(jobs)
+
+
+def test_more_names_than_one_expression_holds_split_into_several_searches():
+    jobs = names(1000, prefix="p" * 52)  # 63-char names: 16 per filter, 320 per expression
+    searches = StatusPoll([(JobKind.TRAINING, n) for n in jobs]).next_calls()
+    assert len(searches) == 4
+    for call in searches:
+        validate(call)
+
+
+def test_terminal_states_are_confirmed_once_nothing_runs():
+    jobs = names(3)
+    service = Service(
+        {
+            jobs[0]: ("Completed", "Completed"),
+            jobs[1]: ("InProgress", "Interrupted"),
+            jobs[2]: ("Failed", "Failed"),
+        }
+    )
+    refs = [(JobKind.TRAINING, n) for n in jobs]
+    states = run_poll(refs, service).states()
+    assert service.count("describe_training_job") == 0  # jobs[1] still runs: no Describe spent
+    assert states[jobs[0]].outcome == Outcome.SUCCEEDED and not states[jobs[0]].confirmed
+    assert states[jobs[1]].outcome == Outcome.RUNNING
+    service.training[jobs[1]] = ("Stopped", "MaxRuntimeExceeded")
+    service.calls.clear()
+    states = run_poll(refs, service).states()
+    assert service.count("describe_training_job") == 3 and service.count("search") == 1
+    assert all(s.confirmed for s in states.values())
+    assert states[jobs[1]].outcome == Outcome.FAILED
+    assert states[jobs[2]].summary["failure_reason"] == "boom"
+
+
+def test_a_job_search_does_not_show_yet_is_pending():
+    jobs = names(2)
+    service = Service({n: ("InProgress", "Training") for n in jobs})
+    service.hidden.add(jobs[1])
+    states = run_poll([(JobKind.TRAINING, n) for n in jobs], service).states()
+    assert states[jobs[1]].outcome == Outcome.PENDING and states[jobs[0]].outcome == Outcome.RUNNING
+    assert service.count("describe_training_job") == 0
+
+
+def test_a_job_that_never_appears_is_described_and_reported_missing():
+    jobs = names(2)
+    service = Service({jobs[0]: ("Completed", "Completed")})
+    states = run_poll([(JobKind.TRAINING, n) for n in jobs], service).states()
+    assert states[jobs[1]].outcome == Outcome.FAILED and "not found" in states[jobs[1]].failure_reason
+    assert states[jobs[0]].confirmed and states[jobs[0]].outcome == Outcome.SUCCEEDED
+
+
+def test_a_lagging_search_is_overruled_by_describe():
+    name = names(1)[0]
+    service = Service({name: ("InProgress", "Training")})
+    service.hidden.add(name)  # not indexed yet, and nothing else runs: one Describe settles it
+    states = run_poll([(JobKind.TRAINING, name)], service).states()
+    assert states[name].outcome == Outcome.RUNNING and not states[name].confirmed
+
+
+def test_processing_jobs_are_listed_by_shared_prefix_with_paging_and_early_stop():
+    ours = names(150, prefix="preprocess")
+    others = {f"preprocess-old{i:05d}": "Completed" for i in range(300)}
+    service = Service({}, {**{n: "InProgress" for n in ours}, **others})
+    states = run_poll([(JobKind.PROCESSING, n) for n in ours], service).states()
+    assert all(s.outcome == Outcome.RUNNING for s in states.values())
+    assert service.count("list_processing_jobs") == 2  # stops once all 150 are seen
+    assert service.calls[0].params["NameContains"] == "preprocess-"
+    for call in service.calls:
+        validate(call)
+
+
+def test_unrelated_api_errors_propagate_with_their_code():
+    def invoke(call: Call) -> dict:
+        raise SageMakerApiError("Search", "AccessDeniedException", "not allowed", 400)
+
+    with pytest.raises(SageMakerApiError, match="AccessDeniedException: not allowed"):
+        run_poll([(JobKind.TRAINING, "x")], invoke)
+
+
+def test_async_runner_matches_the_sync_one():
+    jobs = names(10)
+    service = Service({n: ("Completed", "Completed") for n in jobs})
+
+    async def invoke(call: Call) -> dict:
+        return service(call)
+
+    poll = asyncio.run(run_poll_async([(JobKind.TRAINING, n) for n in jobs], invoke))
+    assert all(s.confirmed and s.outcome == Outcome.SUCCEEDED for s in poll.states().values())
+    json.dumps([s.summary for s in poll.states().values()])
+    assert service.count("search") == 1 and service.count("describe_training_job") == 10
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        ("ValidationException", "Requested resource not found.", True),
+        ("ValidationException", "Could not find requested job with name x", True),
+        ("ResourceNotFound", "Job x does not exist", True),
+        ("ValidationException", "1 validation error detected", False),
+        ("ThrottlingException", "Rate exceeded", False),
+    ],
+)
+def test_not_found_recognises_both_wordings(code, message, expected):
+    assert is_not_found(code, message) is expected
+
+
+def test_throttling_and_server_errors_are_transient():
+    assert SageMakerApiError("Search", "ThrottlingException", "Rate exceeded", 400).transient
+    assert SageMakerApiError("Search", "InternalFailure", "oops", 500).transient
+    assert not SageMakerApiError("Search", "ValidationException", "bad", 400).transient
