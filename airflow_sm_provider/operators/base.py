@@ -1,0 +1,328 @@
+"""The one wait / defer / on_kill flow shared by the job operators.
+
+``execute`` validates the rendered config (nothing is created on bad input), starts the job
+idempotently (a retry attaches to the job its first try started), then either returns at once,
+defers to ``JobStatusTrigger`` (which stops the job if the deferred task is killed, on Airflow
+3.3+), or polls the batched status call with backoff while tailing the job's CloudWatch Logs
+into the task log. ``execute_complete`` validates the trigger's event and raises unless it
+reports success. ``on_kill`` stops a job the task is waiting on. The XCom is always the small
+``job_summary`` dict, never the describe response.
+
+Parse cost: this module imports only the task SDK bases and pure modules; hooks, triggers and
+botocore are imported inside the methods that run on a worker.
+
+On Airflow older than 3.3 a trigger has no ``on_kill``: a task killed while deferred leaves its
+job running (the job still ends at its ``StoppingCondition``); use ``deferrable=False`` where
+stopping on kill matters more than the worker slot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_sm_provider._compat import AirflowException, BaseOperator, conf, default_deferrable
+from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, job_summary
+from airflow_sm_provider.naming import MAX_PREFIX_LENGTH, JobIdentity
+from airflow_sm_provider.validation import (
+    ConfigValidationError,
+    coerce_integers,
+    parse_s3_uri,
+    s3_inputs,
+    validate_config,
+)
+
+if TYPE_CHECKING:
+    from airflow_sm_provider._compat import Context
+    from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
+    from airflow_sm_provider.hooks.logs import JobLogTailer
+    from airflow_sm_provider.links import SageMakerJobLink
+
+NAMESPACE_SECTION = "sagemaker_provider"
+BACKOFF_FACTOR = 1.5
+_WAITING = (Outcome.PENDING, Outcome.RUNNING)
+
+
+def default_namespace() -> str:
+    """``[sagemaker_provider] namespace`` (env ``AIRFLOW__SAGEMAKER_PROVIDER__NAMESPACE``), else "default".
+
+    Part of every job's identity: set it per deployment (e.g. per MWAA environment) so staging
+    and production sharing one account never attach to each other's jobs.
+    """
+    return conf.get(NAMESPACE_SECTION, "namespace", fallback="default") or "default"
+
+
+class SageMakerJobOperator(BaseOperator):
+    """Start one SageMaker job from a config in the API's shape, and optionally wait for it.
+
+    :param config: the CreateTrainingJob / CreateProcessingJob request (templated), as the
+        Amazon provider's operators take it. Its job name is kept as a readable prefix; the
+        job's real name adds a hash of the task's identity (see ``namespace``). Rendered integer
+        fields are converted to ints; KMS, VPC and spot settings pass through untouched.
+    :param aws_conn_id: Airflow AWS connection (its ``endpoint_url`` extra may point at the
+        local engine).
+    :param region_name: AWS region; default from the connection or boto3.
+    :param verify: TLS verification for boto3 (bool or CA bundle path).
+    :param botocore_config: botocore ``Config`` options as a dict.
+    :param wait_for_completion: wait until the job ends (default True). With False the task
+        returns once the job is started; wait with ``JobSensor``.
+    :param deferrable: wait in the triggerer instead of a worker slot; default
+        ``[operators] default_deferrable``, else True.
+    :param print_log: copy the job's CloudWatch Logs into the task log (while polling; after
+        the job ends when deferred) and log status changes.
+    :param poll_interval: first delay between status polls, in seconds; grows by half each
+        poll up to ``max_poll_interval`` and starts over when the status changes.
+    :param max_poll_interval: longest delay between polls, in seconds.
+    :param force_new: start a new job even if this task already completed one with the same
+        config (a retry normally reuses it).
+    :param stopped_ok: treat a job stopped by a user as success. Jobs stopped by
+        MaxRuntimeExceeded / MaxWaitTimeExceeded always fail.
+    :param check_inputs_exist: check before starting that the S3 inputs exist.
+    :param namespace: part of the job identity; default ``default_namespace()``.
+    """
+
+    job_kind: ClassVar[JobKind]
+    link_class: ClassVar[type[SageMakerJobLink]]
+
+    template_fields: Sequence[str] = (
+        "config",
+        "aws_conn_id",
+        "region_name",
+        "verify",
+        "botocore_config",
+        "namespace",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"config": "json"}
+    ui_color = "#ededed"
+
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any],
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = default_deferrable(),
+        print_log: bool = True,
+        poll_interval: float = 30,
+        max_poll_interval: float = 300,
+        force_new: bool = False,
+        stopped_ok: bool = False,
+        check_inputs_exist: bool = True,
+        namespace: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if poll_interval <= 0 or max_poll_interval < poll_interval:
+            raise ValueError("need 0 < poll_interval <= max_poll_interval")
+        self.config = config
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.print_log = print_log
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.force_new = force_new
+        self.stopped_ok = stopped_ok
+        self.check_inputs_exist = check_inputs_exist
+        self.namespace = namespace
+        self.job_name: str | None = None
+        self._job_done = False
+
+    @cached_property
+    def hook(self) -> SageMakerJobsHook:
+        """Built on first use on the worker, never at DAG parse time."""
+        from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
+
+        return SageMakerJobsHook(**self._aws_kwargs())
+
+    def _aws_kwargs(self) -> dict[str, Any]:
+        return {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
+
+    # ---------------------------------------------------------------- execute
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        config = self.prepare_config()
+        if self.check_inputs_exist:
+            self.check_inputs(config)
+        started = self.hook.start_job(self.job_kind, config, self.identity(context), force_new=self.force_new)
+        self.job_name = started.name
+        self.log.info(
+            "SageMaker %s job %s: %s (%s)", self.job_kind.value, started.name, started.action, started.arn
+        )
+        self.link_class.persist(context, self, job_name=started.name, job_arn=started.arn)
+        if not self.wait_for_completion:
+            return job_summary(self.job_kind, self.hook.describe_job(self.job_kind, started.name))
+        if started.action == "reused":  # a completed job of this task with the same config
+            self._job_done = True
+            return self._finish(self.hook.describe_job(self.job_kind, started.name), Outcome.SUCCEEDED)
+        if self.deferrable:
+            self.defer(trigger=self._trigger(started.name), method_name="execute_complete")
+        return self._wait(started.name)
+
+    def prepare_config(self) -> dict[str, Any]:
+        """The rendered config with integer fields converted, validated before any AWS call."""
+        if not isinstance(self.config, dict):
+            validate_config(self.job_kind, self.config)  # reports the type with its field
+        config = coerce_integers(self.job_kind, self.config)
+        validate_config(self.job_kind, config, name_max_length=MAX_PREFIX_LENGTH)
+        return config
+
+    def check_inputs(self, config: dict[str, Any]) -> None:
+        """Raise ``ConfigValidationError`` naming each S3 input that does not exist."""
+        refs = s3_inputs(self.job_kind, config)
+        if not refs:
+            return
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from botocore.exceptions import ClientError
+
+        client = S3Hook(**self._aws_kwargs()).conn
+        problems: list[tuple[str, str]] = []
+        for ref in refs:
+            bucket, key = parse_s3_uri(ref.uri) or ("", "")
+            try:
+                if ref.prefix:
+                    found = (
+                        client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0) > 0
+                    )
+                else:
+                    client.head_object(Bucket=bucket, Key=key)
+                    found = True
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code == "NoSuchBucket":
+                    problems.append((ref.field, f"bucket {bucket!r} does not exist ({ref.uri})"))
+                    continue
+                if code not in ("404", "NoSuchKey", "NotFound"):
+                    message = error.response.get("Error", {}).get("Message", "")
+                    problems.append((ref.field, f"cannot be checked: {code}: {message} ({ref.uri})"))
+                    continue
+                found = False
+            if not found:
+                where = "under the prefix" if ref.prefix else "at"
+                problems.append((ref.field, f"no S3 object exists {where} {ref.uri}"))
+        if problems:
+            raise ConfigValidationError(self.job_kind.value, problems)
+
+    def identity(self, context: Context) -> JobIdentity:
+        """Who this job belongs to: the same on every try of this task instance."""
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return JobIdentity(
+            namespace=self.namespace or default_namespace(),
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=-1 if map_index is None else map_index,
+        )
+
+    # ---------------------------------------------------------------- deferred
+
+    def _trigger(self, job_name: str) -> Any:
+        from airflow_sm_provider.triggers.jobs import JobStatusTrigger
+
+        return JobStatusTrigger(
+            jobs=[{"kind": self.job_kind.value, "name": job_name}],
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+            stopped_ok=self.stopped_ok,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            stop_on_kill=True,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: raise unless it reports success."""
+        if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
+            raise AirflowException(f"unexpected trigger event: {event!r}")
+        summaries = [job for job in event.get("jobs") or [] if isinstance(job, dict)]
+        self._job_done = True
+        if summaries:
+            self.job_name = summaries[0].get("name") or self.job_name
+        if self.print_log and self.job_name:
+            self._print_logs(self._log_tailer(self.job_name))
+        if event["status"] != "success":
+            raise AirflowException(_failure_message(event.get("message"), summaries))
+        if not summaries:
+            raise AirflowException(f"trigger reported success without the job's summary: {event!r}")
+        return summaries[0]
+
+    # ---------------------------------------------------------------- polling
+
+    def _wait(self, job_name: str) -> dict[str, Any]:
+        """Poll the batched status call with backoff, tailing logs and status changes."""
+        tailer = self._log_tailer(job_name) if self.print_log else None
+        interval, seen = self.poll_interval, None
+        while True:
+            state = self.hook.job_states([(self.job_kind, job_name)])[job_name]
+            progress = (state.status, state.secondary_status)
+            if progress != seen:
+                self.log.info("Job %s: %s", job_name, " / ".join(p for p in progress if p))
+                interval, seen = self.poll_interval, progress
+            if tailer:
+                self._print_logs(tailer)
+            if state.outcome not in _WAITING:
+                break
+            time.sleep(interval)
+            interval = min(interval * BACKOFF_FACTOR, self.max_poll_interval)
+        self._job_done = True
+        describe = self.hook.describe_job(self.job_kind, job_name)
+        if tailer:
+            self._print_logs(tailer)
+        return self._finish(describe, state.outcome)
+
+    def _finish(self, describe: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        """The XCom summary of an ended job; raise unless it succeeded (or stopped, if that is ok)."""
+        summary = job_summary(self.job_kind, describe)
+        if outcome == Outcome.SUCCEEDED or (outcome == Outcome.STOPPED and self.stopped_ok):
+            if summary.get("billable_seconds") is not None:
+                self.log.info("Billable seconds: %s", summary["billable_seconds"])
+            return summary
+        raise AirflowException(_failure_message(None, [summary]))
+
+    def _log_tailer(self, job_name: str) -> JobLogTailer:
+        from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+
+        from airflow_sm_provider.hooks.logs import JobLogTailer
+
+        client = AwsLogsHook(**self._aws_kwargs()).conn
+        return JobLogTailer(client, KINDS[self.job_kind].log_group, job_name)
+
+    def _print_logs(self, tailer: JobLogTailer) -> None:
+        for line in tailer.poll():
+            self.log.info("[%s] %s", tailer.short_name(line.stream), line.message)
+
+    # ---------------------------------------------------------------- kill
+
+    def on_kill(self) -> None:
+        """Stop the job this task started or attached to, unless it already ended."""
+        if not self.job_name or self._job_done:
+            return
+        stopped = self.hook.stop_job(self.job_kind, self.job_name)
+        self.log.info("Stop of SageMaker job %s requested: %s", self.job_name, stopped)
+
+
+def _failure_message(message: str | None, summaries: list[dict[str, Any]]) -> str:
+    """One line per job that did not succeed, with its status and reason."""
+    lines = [message] if message else []
+    for job in summaries:
+        if job.get("status") in ("Completed",):
+            continue
+        status = " / ".join(str(p) for p in (job.get("status"), job.get("secondary_status")) if p)
+        reason = job.get("failure_reason") or job.get("message") or "no reason given"
+        lines.append(f"{job.get('kind', '')} job {job.get('name')} ended {status}: {reason}")
+    return "\n".join(lines) or "SageMaker job did not succeed"
