@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 import boto3
-
 from _common import save, summarize
+
+from airflow_sm_provider.local.context import ENGINE_ACCESS_KEY_ID, ENGINE_SECRET_ACCESS_KEY
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/noop:latest"
@@ -37,8 +38,8 @@ def _client(endpoint: str, service: str):
         service,
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
+        aws_access_key_id=ENGINE_ACCESS_KEY_ID,
+        aws_secret_access_key=ENGINE_SECRET_ACCESS_KEY,
     )
 
 
@@ -50,7 +51,15 @@ def measure_start(runs: int) -> list[float]:
         with tempfile.TemporaryDirectory() as data_dir:
             started = time.perf_counter()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "airflow_sm_provider.local", "--port", str(port), "--data-dir", data_dir],
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow_sm_provider.local",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    data_dir,
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -89,7 +98,9 @@ def measure_jobs(runs: int) -> tuple[list[float], list[float]]:
     with LocalEngine() as engine, tempfile.TemporaryDirectory() as tmp:
         sagemaker, s3 = engine.client("sagemaker"), engine.client("s3")
         s3.create_bucket(Bucket="bench")
-        script = "import sys, time\nopen(sys.argv[sys.argv.index('--marker') + 1], 'w').write(repr(time.time()))\n"
+        script = (
+            "import sys, time\nopen(sys.argv[sys.argv.index('--marker') + 1], 'w').write(repr(time.time()))\n"
+        )
         s3.put_object(Bucket="bench", Key="code/sourcedir.tar.gz", Body=_source_dir(script))
         for index in range(runs):
             marker = Path(tmp) / f"marker-{index}"
