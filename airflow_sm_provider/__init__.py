@@ -1,4 +1,4 @@
-"""Apache Airflow provider for Amazon SageMaker jobs, Experiments runs and run reports."""
+"""Apache Airflow provider for Amazon SageMaker Processing and Training jobs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ def get_provider_info() -> dict:
     """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
     return {
         "package-name": "airflow-sm-provider",
-        "name": "SageMaker jobs, experiments and reports",
+        "name": "SageMaker jobs (airflow-sm-provider)",
         "description": "Processing and Training jobs with idempotent retries, batched deferrable "
-        "waits, SageMaker Experiments runs, and a local SageMaker engine.",
+        "waits, and a local SageMaker engine.",
         "versions": [__version__],
         "integrations": [
             {
