@@ -34,14 +34,27 @@ def run_engine(args: argparse.Namespace) -> int:
     import logging
 
     from airflow_sm_provider.local import LocalEngine
+    from airflow_sm_provider.local.engine import is_loopback
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not is_loopback(args.host):
+        print(
+            f"WARNING: --host {args.host} is not a loopback address. Anyone who can reach this port "
+            "can run code on this machine as you: the engine runs the jobs it is sent.",
+            file=sys.stderr,
+            flush=True,
+        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     engine = LocalEngine(
         host=args.host, port=args.port, data_dir=args.data_dir, max_concurrent_jobs=args.max_concurrent_jobs
     )
-    with engine:
+    try:
+        engine.start()
+    except OSError as err:
+        print(f"cannot start the engine on {args.host}:{args.port}: {err} (try --port 0)", file=sys.stderr)
+        return 1
+    try:
         print(f"Local SageMaker engine listening on {engine.endpoint_url} (Ctrl-C to stop)")
         print("Point AWS clients at it with:")
         for key, value in engine.environ().items():
@@ -50,6 +63,8 @@ def run_engine(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
         print("stopping: running jobs get SIGTERM, then SIGKILL", flush=True)
+    finally:
+        engine.stop()
     return 0
 
 

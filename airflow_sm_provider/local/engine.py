@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -37,7 +38,9 @@ class LocalEngine:
             ...  # boto3, the Amazon provider and the sagemaker SDK now talk to the engine
 
     ``data_dir`` keeps job records (SQLite) and job directories; without it a temporary
-    directory is used and removed on stop. ``port=0`` picks a free port.
+    directory is used and removed on stop. ``port=0`` picks a free port. The moto services
+    (S3 objects, log events, metrics) live in this process's memory: they do not survive a
+    restart even with ``data_dir``, and engines started in one process share them.
     """
 
     def __init__(
@@ -72,27 +75,35 @@ class LocalEngine:
         host = self.host if ":" not in self.host else f"[{self.host}]"
         if host in ("0.0.0.0", "[::]"):  # reachable from here through loopback  # noqa: S104
             host = "127.0.0.1"
-        return f"http://{host}:{self._server.server_port}"
+        return f"http://{host}:{self._server.server_address[1]}"
 
     def start(self) -> LocalEngine:
-        from moto.server import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import WSGIRequestHandler, make_server
-
-        from airflow_sm_provider.local import model
-        from airflow_sm_provider.local.experiments import ExperimentsBackend
-        from airflow_sm_provider.local.jobs import JobsBackend
-        from airflow_sm_provider.local.server import EngineApp
-
+        """Bind the port, open the store, compose the backends, serve; undone if any step fails."""
+        if self._server is not None:
+            raise RuntimeError("the engine is already running")
         if not is_loopback(self.host):
             log.warning(
                 "the local engine listens on %s: anyone who can reach it can run code here", self.host
             )
         if self._data_dir is None:
             self._temp_dir = tempfile.mkdtemp(prefix="sagemaker-local-")
-            data_dir = Path(self._temp_dir)
-        else:
-            data_dir = self._data_dir
-            data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(Path(self._temp_dir) if self._temp_dir else self._data_dir)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, data_dir: Path) -> None:
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import WSGIRequestHandler, get_sockaddr, make_server, select_address_family
+
+        from airflow_sm_provider.local import model
+        from airflow_sm_provider.local.experiments import ExperimentsBackend
+        from airflow_sm_provider.local.jobs import JobsBackend
+        from airflow_sm_provider.local.server import EngineApp
+
+        data_dir.mkdir(parents=True, exist_ok=True)
         model.service_model("sagemaker"), model.service_model("sagemaker-metrics")  # load once, up front
 
         class QuietHandler(WSGIRequestHandler):
@@ -102,14 +113,21 @@ class LocalEngine:
                 log.debug("%s %s", self.command, self.path)
 
         # Bind first: the jobs need the endpoint URL before any request can create one.
+        # Our own socket: werkzeug would print and exit on a port in use instead of raising.
         holder: dict[str, Any] = {}
-        self._server = make_server(
-            self.host,
-            self.port,
-            lambda environ, start_response: holder["app"](environ, start_response),
-            threaded=True,
-            request_handler=QuietHandler,
-        )
+        family = select_address_family(self.host, self.port)
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(get_sockaddr(self.host, self.port, family))
+            sock.listen(128)
+            self._server = make_server(
+                self.host,
+                self.port,
+                lambda environ, start_response: holder["app"](environ, start_response),
+                threaded=True,
+                request_handler=QuietHandler,
+                fd=sock.fileno(),  # werkzeug duplicates it
+            )
         store = Store(data_dir / "engine.sqlite3")
         self.ctx = EngineContext(
             store=store, data_dir=data_dir, region=self.region, endpoint_url=self.endpoint_url
@@ -129,26 +147,30 @@ class LocalEngine:
             metrics_ops=self.experiments.metrics_operations(),
             credentials=self.jobs.job_credentials,
             aws_app=DomainDispatcherApplication(create_backend_app),
+            interrupt=self.jobs.interrupt,
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="sagemaker-local", daemon=True
         )
         self._thread.start()
-        return self
 
     def stop(self) -> None:
-        """Stop running jobs (SIGTERM, then SIGKILL), then the server; remove a temporary data dir."""
-        if self._server is None:
-            return
+        """Stop running jobs (SIGTERM, then SIGKILL), then the server; remove a temporary data dir.
+
+        Safe to call more than once and after a failed start.
+        """
         try:
-            self.jobs.shutdown()
+            if self.jobs is not None:
+                self.jobs.shutdown()
         finally:
-            self._server.shutdown()
-            self._server.server_close()
             if self._thread is not None:
+                self._server.shutdown()
                 self._thread.join(timeout=5)
-            self.ctx.store.close()
-            self._server = None
+            if self._server is not None:
+                self._server.server_close()
+            if self.ctx is not None:
+                self.ctx.store.close()
+            self._server = self._thread = self.jobs = self.experiments = self.ctx = None
             if self._temp_dir is not None:
                 shutil.rmtree(self._temp_dir, ignore_errors=True)
                 self._temp_dir = None

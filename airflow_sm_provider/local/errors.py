@@ -29,6 +29,13 @@ class ValidationException(AwsError):
     status = 400
 
 
+class SerializationException(AwsError):
+    """Raised when a request is not JSON or a member has the wrong JSON type."""
+
+    code = "SerializationException"
+    status = 400
+
+
 class ResourceNotFound(AwsError):
     """Raised when a named resource (experiment, trial, ...) does not exist."""
 

@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 
 TRAINING = "TrainingJob"
 PROCESSING = "ProcessingJob"
-MAX_TRAINING_RUNTIME = 28 * 24 * 3600  # SageMaker's documented limit; the model has no maximum
 DEFAULT_TRAINING_RUNTIME = 24 * 3600  # "The default value is 1 day."
 RESTART_REASON = "InternalServerError: the local engine restarted while the job was running"
 SHUTDOWN_REASON = "InternalServerError: the local engine shut down while the job was running"
@@ -340,10 +339,6 @@ class JobsBackend:
         _s3_only(params["OutputDataConfig"]["S3OutputPath"], "S3OutputPath")
         stopping = params.get("StoppingCondition") or {}
         runtime, wait = stopping.get("MaxRuntimeInSeconds"), stopping.get("MaxWaitTimeInSeconds")
-        if runtime is not None and runtime > MAX_TRAINING_RUNTIME:
-            raise ValidationException(
-                f"MaxRuntimeInSeconds {runtime} exceeds the maximum of {MAX_TRAINING_RUNTIME} s (28 days)"
-            )
         if params.get("EnableManagedSpotTraining"):
             if wait is None:
                 raise ValidationException("MaxWaitTimeInSeconds is required for managed spot training")

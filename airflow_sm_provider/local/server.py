@@ -3,15 +3,21 @@
 Theory of operation. Each request is routed once, by what identifies a service on the wire:
 
 * ``X-Amz-Target: SageMaker.<Operation>`` (JSON 1.1) -> the engine's SageMaker handlers;
-* ``PUT /BatchPutMetrics`` and ``POST /BatchGetMetrics`` signed for service ``sagemaker``
-  (rest-json ``sagemaker-metrics``) -> the engine's metrics handlers. The signature matters:
-  to moto the same request would be an S3 CreateBucket of a bucket named "BatchPutMetrics";
-* ``/_engine/...`` -> the engine's own endpoints (health, a job's container credentials);
+* the ``sagemaker-metrics`` routes of botocore's model (rest-json: ``PUT /BatchPutMetrics``,
+  ``POST /BatchGetMetrics``) signed for service ``sagemaker`` -> the engine's metrics
+  handlers. Path and signature together: to moto, ``PUT /BatchPutMetrics`` alone is an S3
+  CreateBucket of a bucket named "BatchPutMetrics";
+* ``/_engine/...`` -> the engine's own endpoints (health, a job's container credentials,
+  a simulated spot interruption);
+* any other request signed for ``sagemaker`` (sagemaker-runtime, ...) -> UnknownOperation:
+  the engine does not serve it, and moto's SageMaker emulation would answer it wrongly;
 * anything else -> the embedded moto (S3, CloudWatch Logs, CloudWatch, STS, IAM, ...), which
-  picks the service from the SigV4 credential scope.
+  picks the service from the SigV4 credential scope. moto runs in this process as a WSGI
+  application, so the whole engine is one port and one process; its state is per process.
 
 Every handler request is validated against botocore's model first (:mod:`model`); any
-:class:`AwsError` becomes the error body AWS sends, in this module only.
+:class:`AwsError` becomes the error body AWS sends, in this module only:
+``{"__type": code, "Message": msg}``, the service's status, and ``x-amzn-ErrorType``.
 """
 
 from __future__ import annotations
@@ -21,72 +27,102 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
+from werkzeug.wsgi import get_input_stream
+
 from airflow_sm_provider.local import model
-from airflow_sm_provider.local.errors import AwsError, UnknownOperation, ValidationException
+from airflow_sm_provider.local.errors import AwsError, SerializationException, UnknownOperation
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
-_METRICS_ROUTES = {
-    ("PUT", "/BatchPutMetrics"): "BatchPutMetrics",
-    ("POST", "/BatchGetMetrics"): "BatchGetMetrics",
-}
+SIGNING_NAME = "sagemaker"
+_HEADER_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+_QUERY_SCOPE = re.compile(r"X-Amz-Credential=[^/&]+/\d{8}/[^/&]+/([^/&]+)/aws4_request")
 _CREDENTIALS_PREFIX = "/_engine/credentials/"
+_INTERRUPT_PREFIX = "/_engine/interrupt/"
+_JSON11 = "application/x-amz-json-1.1"
+_JSON = "application/json"
 
 
 def signing_service(environ: dict[str, Any]) -> str | None:
     """The service a request was signed for (SigV4 header or presigned query)."""
-    match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    match = _HEADER_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     if match is None:
         query = environ.get("QUERY_STRING", "").replace("%2F", "/").replace("%2f", "/")
-        match = re.search(r"X-Amz-Credential=[^/&]+/\d{8}/[^/&]+/([^/&]+)/aws4_request", query)
+        match = _QUERY_SCOPE.search(query)
     return match.group(1) if match else None
 
 
+def metrics_routes() -> dict[tuple[str, str], str]:
+    """(method, path) -> operation of the rest-json ``sagemaker-metrics`` service, from its model."""
+    service = model.service_model("sagemaker-metrics")
+    routes = {}
+    for name in service.operation_names:
+        http = service.operation_model(name).http
+        routes[(http["method"], http["requestUri"])] = name
+    return routes
+
+
 class EngineApp:
-    """The WSGI application: routes as the module docstring says."""
+    """The WSGI application: routes as the module docstring says.
+
+    ``credentials(job, token)`` returns a job's container credentials or None (-> 403);
+    ``interrupt(job)``, if given, simulates a spot interruption of a running job.
+    """
 
     def __init__(
         self,
         sagemaker_ops: dict[str, Handler],
         metrics_ops: dict[str, Handler],
         credentials: Callable[[str, str], dict[str, str] | None],
-        aws_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+        aws_app: WsgiApp,
+        interrupt: Callable[[str], object] | None = None,
     ) -> None:
         self._sagemaker_ops = sagemaker_ops
         self._metrics_ops = metrics_ops
         self._credentials = credentials
+        self._interrupt = interrupt
         self._aws_app = aws_app
+        self._metrics_routes = metrics_routes()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("SageMaker."):
-            return self._call(
-                "sagemaker",
-                target.partition(".")[2],
-                self._sagemaker_ops,
-                environ,
-                start_response,
-                json11=True,
-            )
-        metrics_op = _METRICS_ROUTES.get((method, path))
-        if metrics_op and signing_service(environ) == "sagemaker":
-            return self._call("sagemaker-metrics", metrics_op, self._metrics_ops, environ, start_response)
+            operation = target.partition(".")[2]
+            return self._call("sagemaker", operation, self._sagemaker_ops, environ, start_response, _JSON11)
+        if path.startswith("/_engine/"):
+            return self._engine_route(method, path, environ, start_response)
+        signed_for = signing_service(environ)
+        if signed_for == SIGNING_NAME:
+            operation = self._metrics_routes.get((method, path), "")
+            if operation:
+                return self._call("sagemaker-metrics", operation, self._metrics_ops, environ, start_response)
+            error = UnknownOperation(f"The local engine serves no {method} {path} for service sagemaker")
+            return _respond(start_response, error.status, error.to_body(), _JSON, error_code=error.code)
+        return self._aws_app(environ, start_response)
+
+    def _engine_route(
+        self, method: str, path: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         if path == "/_engine/health":
             return _respond(start_response, 200, {"status": "ok"})
         if path.startswith(_CREDENTIALS_PREFIX) and method == "GET":
             job = path[len(_CREDENTIALS_PREFIX) :]
             creds = self._credentials(job, environ.get("HTTP_AUTHORIZATION", ""))
             if creds is None:
-                return _respond(start_response, 403, {"Message": "invalid job or token"})
+                return _respond(start_response, 403, {"Message": "unknown job or wrong token"})
             return _respond(start_response, 200, creds)
-        return self._aws_app(environ, start_response)
+        if path.startswith(_INTERRUPT_PREFIX) and method == "POST" and self._interrupt is not None:
+            job = path[len(_INTERRUPT_PREFIX) :]
+            return self._guarded("interrupt", lambda: self._interrupt(job) or {}, start_response, _JSON)
+        return _respond(start_response, 404, {"Message": f"no engine endpoint {method} {path}"})
 
     def _call(
         self,
@@ -95,45 +131,49 @@ class EngineApp:
         handlers: dict[str, Handler],
         environ: dict[str, Any],
         start_response: StartResponse,
-        *,
-        json11: bool = False,
+        content_type: str = _JSON,
     ) -> Iterable[bytes]:
-        content_type = "application/x-amz-json-1.1" if json11 else "application/json"
-        try:
+        def run() -> dict[str, Any]:
             params = _read_json(environ)
             model.validate(service, operation, params)
             handler = handlers.get(operation)
             if handler is None:
                 raise UnknownOperation(f"The local engine does not implement {operation}")
-            body = handler(params)
-            return _respond(start_response, 200, body, content_type)
+            return handler(params)
+
+        return self._guarded(f"{service}.{operation}", run, start_response, content_type)
+
+    @staticmethod
+    def _guarded(
+        what: str, run: Callable[[], Any], start_response: StartResponse, content_type: str
+    ) -> Iterable[bytes]:
+        try:
+            body = run()
         except AwsError as err:
             return _respond(start_response, err.status, err.to_body(), content_type, error_code=err.code)
         except Exception:  # a bug of ours: answer like AWS's InternalFailure, keep the trace here
-            log.exception("%s.%s failed", service, operation)
-            body = {"__type": "InternalFailure", "Message": f"The local engine failed on {operation}"}
+            log.exception("%s failed", what)
+            body = {"__type": "InternalFailure", "Message": f"The local engine failed on {what}"}
             return _respond(start_response, 500, body, content_type, error_code="InternalFailure")
+        return _respond(start_response, 200, body, content_type)
 
 
 def _read_json(environ: dict[str, Any]) -> dict[str, Any]:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
+    raw = get_input_stream(environ).read()  # handles Content-Length and chunked bodies alike
     if not raw.strip():
         return {}
     try:
         params = json.loads(raw)
     except ValueError as err:
-        raise ValidationException(f"Request body is not valid JSON: {err}") from None
-    if not isinstance(params, dict):
-        raise ValidationException("Request body must be a JSON object")
+        raise SerializationException(f"Request body is not valid JSON: {err}") from None
     return params
 
 
 def _respond(
     start_response: StartResponse,
     status: int,
-    body: dict[str, Any],
-    content_type: str = "application/json",
+    body: Any,
+    content_type: str = _JSON,
     *,
     error_code: str | None = None,
 ) -> list[bytes]:
@@ -145,8 +185,5 @@ def _respond(
     ]
     if error_code:
         headers.append(("x-amzn-ErrorType", error_code))
-    reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}.get(
-        status, "Error"
-    )
-    start_response(f"{status} {reason}", headers)
+    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
     return [payload]

@@ -1,0 +1,99 @@
+"""``airflow-sm local up`` and ``python -m airflow_sm_provider.local``, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from airflow_sm_provider import cli
+
+pytestmark = pytest.mark.integration
+
+
+def start(argv: list[str]) -> tuple[subprocess.Popen, dict[str, str]]:
+    """Start the engine command; return the process and the exports it printed."""
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    exports: dict[str, str] = {}
+    deadline = time.monotonic() + 20
+    while "SAGEMAKER_USER_CONFIG_OVERRIDE" not in exports:
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+        line = process.stdout.readline().strip()
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            exports[key] = value
+    return process, exports
+
+
+def finish(process: subprocess.Popen, signum: int) -> str:
+    process.send_signal(signum)
+    out, _ = process.communicate(timeout=15)
+    assert process.returncode == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("argv", "signum"),
+    [
+        ([shutil.which("airflow-sm") or "airflow-sm", "local", "up", "--port", "0"], signal.SIGINT),
+        ([sys.executable, "-m", "airflow_sm_provider.local", "--port", "0"], signal.SIGTERM),
+    ],
+    ids=["console-script-ctrl-c", "python-m-sigterm"],
+)
+def test_prints_exports_serves_and_stops_cleanly(argv, signum, tmp_path):
+    process, exports = start([*argv, "--data-dir", str(tmp_path)])
+    try:
+        assert exports["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        assert exports["AWS_DEFAULT_REGION"] == "us-east-1"
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(exports)
+        health = exports["AWS_ENDPOINT_URL"] + "/_engine/health"  # an http:// URL the engine printed
+        with urllib.request.urlopen(health, timeout=5) as response:  # noqa: S310
+            assert json.load(response) == {"status": "ok"}
+    finally:
+        out = finish(process, signum)
+    assert "stopping" in out
+    assert Path(tmp_path, "engine.sqlite3").exists()  # --data-dir was used and kept
+
+
+def test_warns_loudly_when_not_on_loopback():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_sm_provider.local", "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        warning = process.stderr.readline()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+    assert warning.startswith("WARNING: --host 0.0.0.0 is not a loopback address")
+
+
+def test_port_in_use_is_an_error_not_a_traceback(engine):
+    port = engine.endpoint_url.rsplit(":", 1)[1]
+    argv = [sys.executable, "-m", "airflow_sm_provider.local", "--port", port]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "cannot start the engine" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_parser_has_the_engine_flags():
+    args = cli.build_parser().parse_args(
+        ["local", "up", "--host", "127.0.0.1", "--port", "0", "--data-dir", "d", "--max-concurrent-jobs", "2"]
+    )
+    assert (args.host, args.port, args.data_dir, args.max_concurrent_jobs) == ("127.0.0.1", 0, Path("d"), 2)
