@@ -1,13 +1,16 @@
 """The one place that knows Airflow 3.x (task SDK) from Airflow 2.11 import paths.
 
 Everything else in the package imports Airflow names from here. Only cheap names live at
-module level: DAG files import our operators at parse time.
+module level: DAG files import our operators at parse time. DAG-authoring names (``DAG``,
+``Param``, ``task``) and the exceptions tests catch are resolved on first access instead.
 """
 
 from __future__ import annotations
 
 import configparser
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
 try:  # Airflow 3.x: the task SDK is the public surface for authoring.
     from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, Context, conf
@@ -26,19 +29,48 @@ except ImportError:  # Airflow 2.11
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+if TYPE_CHECKING:  # at run time, ``__getattr__`` below resolves these for the installed Airflow
+    from airflow.sdk import DAG, Param, task
+    from airflow.sdk.exceptions import ParamValidationError, TaskDeferred
+
+# Resolved on first access: name -> (Airflow 3 module, Airflow 2.11 module).
+_LAZY: dict[str, tuple[str, str]] = {
+    "DAG": ("airflow.sdk", "airflow.models.dag"),
+    "Param": ("airflow.sdk", "airflow.models.param"),
+    "ParamValidationError": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "task": ("airflow.sdk", "airflow.decorators"),
+}
+
 __all__ = [
     "AIRFLOW_V3",
+    "DAG",
     "AirflowException",
     "BaseOperator",
     "BaseOperatorLink",
     "BaseSensorOperator",
     "BaseTrigger",
     "Context",
+    "Param",
+    "ParamValidationError",
+    "TaskDeferred",
     "TriggerEvent",
     "conf",
     "default_deferrable",
     "load_dag_bag",
+    "task",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a name of ``_LAZY`` from this Airflow's module for it, once."""
+    try:
+        modules = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(modules[0 if AIRFLOW_V3 else 1]), name)
+    globals()[name] = value
+    return value
 
 
 def default_deferrable() -> bool:

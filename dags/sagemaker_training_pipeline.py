@@ -24,7 +24,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
 from airflow_sm_provider.sensors.jobs import JobSensor

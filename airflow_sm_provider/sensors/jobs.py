@@ -16,7 +16,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_sm_provider._compat import AirflowException, BaseSensorOperator, default_deferrable
+from airflow_sm_provider._compat import AirflowException, BaseSensorOperator
 from airflow_sm_provider.job_kinds import JobKind, Outcome, failure_lines
 
 if TYPE_CHECKING:
@@ -73,7 +73,9 @@ class JobSensor(BaseSensorOperator):
     :param botocore_config: botocore ``Config`` options as a dict.
     :param stopped_ok: treat a job stopped by a user as success (running out of time,
         MaxRuntimeExceeded / MaxWaitTimeExceeded, is always a failure).
-    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``, else True.
+    :param deferrable: wait in the triggerer (default True, whatever ``[operators]
+        default_deferrable`` says: a sensor on jobs of hours should never hold a worker slot).
+        Without a triggerer, use ``deferrable=False, mode="reschedule"``.
     :param max_poll_interval: longest delay between the trigger's polls, in seconds (the
         shortest is ``poke_interval``).
     :param stop_on_kill: stop the jobs when the deferred sensor is killed (Airflow 3.3+).
@@ -96,7 +98,7 @@ class JobSensor(BaseSensorOperator):
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
         stopped_ok: bool = False,
-        deferrable: bool = default_deferrable(),
+        deferrable: bool = True,
         max_poll_interval: float = 600,
         stop_on_kill: bool = False,
         timeout: float = DEFAULT_TIMEOUT,

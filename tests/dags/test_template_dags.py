@@ -46,7 +46,7 @@ def test_pipeline_waits_with_sensors_after_starting_jobs(dag_bag) -> None:
 def test_bad_parameters_are_rejected_by_the_param_schema(dag_bag) -> None:
     import copy
 
-    from airflow.sdk.definitions.param import ParamValidationError
+    from airflow_sm_provider._compat import ParamValidationError
 
     params = copy.deepcopy(dag_bag.dags["sagemaker_training_pipeline"].params)
     with pytest.raises(ParamValidationError, match="learning_rates"):

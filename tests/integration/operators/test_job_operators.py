@@ -23,7 +23,7 @@ def run_dag(airflow_db: Path, task_source: str) -> Any:
     path = airflow_db / "dags" / f"{dag_id}.py"
     path.write_text(
         "from datetime import datetime\n"
-        "from airflow.sdk import DAG\n"
+        "from airflow_sm_provider._compat import DAG\n"
         "from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator\n"
         f"with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1)) as dag:\n"
         f"    {task_source}\n"

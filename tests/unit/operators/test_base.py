@@ -11,9 +11,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow_sm_provider.job_kinds import JobKind, Outcome
 
 from airflow_sm_provider._compat import AirflowException
+from airflow_sm_provider.job_kinds import JobKind, Outcome
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
 from airflow_sm_provider.validation import ConfigValidationError
 
@@ -145,12 +145,9 @@ def test_not_waiting_returns_summary_not_describe():
 
 
 def test_deferrable_defers_to_job_status_trigger():
+    from airflow_sm_provider._compat import TaskDeferred
     from airflow_sm_provider.triggers.jobs import JobStatusTrigger
 
-    try:
-        from airflow.sdk.exceptions import TaskDeferred
-    except ImportError:
-        from airflow.exceptions import TaskDeferred
     op = make(RecordingHook(), deferrable=True, stopped_ok=True)
     with pytest.raises(TaskDeferred) as info:
         op.execute(render(op))
