@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 try:  # Airflow 3.x: the task SDK is the public surface for authoring.
     from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, Context, conf
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
     AIRFLOW_V3 = True
 except ImportError:  # Airflow 2.11
     from airflow.configuration import conf  # type: ignore[no-redef]
-    from airflow.exceptions import AirflowException  # type: ignore[no-redef]
+    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
     from airflow.models import BaseOperator  # type: ignore[no-redef]
     from airflow.models.baseoperatorlink import BaseOperatorLink  # type: ignore[no-redef]
     from airflow.sensors.base import BaseSensorOperator  # type: ignore[no-redef]
@@ -46,6 +46,7 @@ __all__ = [
     "AIRFLOW_V3",
     "DAG",
     "AirflowException",
+    "AirflowFailException",
     "BaseOperator",
     "BaseOperatorLink",
     "BaseSensorOperator",

@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_sm_provider._compat import AirflowException, BaseOperator, conf, default_deferrable
+from airflow_sm_provider._compat import (
+    AirflowException,
+    AirflowFailException,
+    BaseOperator,
+    conf,
+    default_deferrable,
+)
 from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, job_summary
 from airflow_sm_provider.naming import MAX_PREFIX_LENGTH, JobIdentity
 from airflow_sm_provider.validation import (
@@ -154,9 +160,12 @@ class SageMakerJobOperator(BaseOperator):
     # ---------------------------------------------------------------- execute
 
     def execute(self, context: Context) -> dict[str, Any]:
-        config = self.prepare_config()
-        if self.check_inputs_exist:
-            self.check_inputs(config)
+        try:
+            config = self.prepare_config()
+            if self.check_inputs_exist:
+                self.check_inputs(config)
+        except ConfigValidationError as error:  # a retry cannot fix the config: fail, don't retry
+            raise
         started = self.hook.start_job(self.job_kind, config, self.identity(context), force_new=self.force_new)
         self.job_name = started.name
         self.log.info(

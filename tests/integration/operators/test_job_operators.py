@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from airflow_sm_provider._compat import AirflowFailException
 from airflow_sm_provider.operators.jobs import TrainingJobOperator
-from airflow_sm_provider.validation import ConfigValidationError
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
@@ -125,8 +125,12 @@ class Ti:
 def test_bad_config_fails_the_task_before_any_call(airflow_db):
     config = processing_config("bucket", "s3://bucket/code/job.py")
     config["S3Operations"] = {"S3Upload": []}
-    ti = run_dag(airflow_db, f"ProcessingJobOperator(task_id='p', config={config!r}, aws_conn_id=None)")
+    ti = run_dag(
+        airflow_db,
+        f"ProcessingJobOperator(task_id='p', config={config!r}, aws_conn_id=None, retries=2, retry_delay=0)",
+    )
     assert ti.state == "failed"
+    assert ti.try_number == 1  # failed at once: retrying a config that breaks the rules cannot help
 
 
 @pytest.mark.integration
@@ -151,7 +155,7 @@ def test_missing_input_names_the_field_and_creates_nothing(aws_env, engine, s3_b
     op = TrainingJobOperator(task_id="t", config=config, aws_conn_id=None, deferrable=False)
     client = engine.client("sagemaker")
     before = client.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
-    with pytest.raises(ConfigValidationError, match=r"config\.HyperParameters\.sagemaker_submit_directory"):
+    with pytest.raises(AirflowFailException, match=r"config\.HyperParameters\.sagemaker_submit_directory"):
         op.execute({"ti": Ti()})
     assert op.job_name is None
     assert client.list_training_jobs(MaxResults=100)["TrainingJobSummaries"] == before

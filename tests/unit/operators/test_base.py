@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_sm_provider._compat import AirflowException
+from airflow_sm_provider._compat import AirflowException, AirflowFailException
 from airflow_sm_provider.job_kinds import JobKind, Outcome
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
 from airflow_sm_provider.validation import ConfigValidationError
@@ -129,8 +129,9 @@ def test_rendered_integers_converted_and_settings_pass_through():
 def test_bad_config_makes_no_aws_call():
     hook = RecordingHook()
     op = make(hook, config=training_config(S3Operations={"S3Upload": []}, RoleArn="role"))
-    with pytest.raises(ConfigValidationError) as info:
+    with pytest.raises(AirflowFailException) as info:  # fails without retries: a retry cannot fix it
         op.execute(render(op))
+    assert isinstance(info.value.__cause__, ConfigValidationError)
     assert "config.S3Operations" in str(info.value) and "config.RoleArn" in str(info.value)
     assert hook.calls == []
 
