@@ -165,7 +165,7 @@ class SageMakerJobOperator(BaseOperator):
             if self.check_inputs_exist:
                 self.check_inputs(config)
         except ConfigValidationError as error:  # a retry cannot fix the config: fail, don't retry
-            raise
+            raise AirflowFailException(str(error)) from error
         started = self.hook.start_job(self.job_kind, config, self.identity(context), force_new=self.force_new)
         self.job_name = started.name
         self.log.info(
