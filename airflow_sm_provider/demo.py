@@ -46,31 +46,23 @@ def _airflow_environment(airflow_home: Path, dags_folder: Path, engine_env: dict
 
 
 def _download_prefix(s3: Any, uri: str, target: Path) -> None:
-    """Copy every object under an S3 URI into ``target``, refusing keys that escape it."""
+    """Copy every object under an S3 URI (a "folder") into ``target``, refusing keys that escape it."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.rstrip("/") + "/"  # "output/" must not match "output-2/..."
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            relative = obj["Key"][len(prefix) :].lstrip("/") or Path(obj["Key"]).name
-            path = (target / relative).resolve()
-            if not path.is_relative_to(target.resolve()):
+            if obj["Key"].endswith("/"):  # a "folder" marker, no content
+                continue
+            path = (target / obj["Key"][len(prefix) :]).resolve()
+            if not path.is_relative_to(target.resolve()) or path == target.resolve():
                 raise ValueError(f"refusing S3 key outside the artifacts folder: {obj['Key']}")
             path.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, obj["Key"], str(path))
 
 
-def _job_log(logs: Any, log_group: str, job_name: str) -> list[str]:
-    lines: list[str] = []
-    streams = logs.describe_log_streams(logGroupName=log_group, logStreamNamePrefix=f"{job_name}/")
-    for stream in streams.get("logStreams", []):
-        events = logs.get_log_events(
-            logGroupName=log_group, logStreamName=stream["logStreamName"], startFromHead=True
-        )
-        lines += [event["message"] for event in events["events"]]
-    return lines
-
-
 def _collect(engine: Any, artifacts: Path) -> list[dict[str, Any]]:
     """Describe every job the engine ran; copy its outputs and log into ``artifacts``."""
+    from airflow_sm_provider.hooks.logs import JobLogTailer
     from airflow_sm_provider.job_kinds import KINDS, job_summary
 
     sagemaker, s3, logs = engine.client("sagemaker"), engine.client("s3"), engine.client("logs")
@@ -85,9 +77,11 @@ def _collect(engine: Any, artifacts: Path) -> list[dict[str, Any]]:
                 outputs = [summary["model_artifacts"].rsplit("/", 1)[0]]  # model.tar.gz, output.tar.gz
             for uri in outputs:
                 _download_prefix(s3, uri, artifacts / "jobs" / name / uri.rstrip("/").rsplit("/", 1)[-1])
-            if lines := _job_log(logs, spec.log_group, name):
+            if lines := JobLogTailer(logs, spec.log_group, name).poll():
                 (artifacts / "logs").mkdir(parents=True, exist_ok=True)
-                (artifacts / "logs" / f"{name}.log").write_text("\n".join(lines) + "\n")
+                (artifacts / "logs" / f"{name}.log").write_text(
+                    "".join(f"{line.message}\n" for line in lines)
+                )
     return records
 
 
@@ -96,9 +90,11 @@ def run_demo(artifacts: Path, dags_folder: Path, conf: dict[str, Any] | None = N
     from airflow_sm_provider.local import LocalEngine
 
     artifacts = artifacts.resolve()
-    if artifacts.exists():
-        shutil.rmtree(artifacts)
-    artifacts.mkdir(parents=True)
+    if artifacts.exists() and any(artifacts.iterdir()):
+        if not (artifacts / "run-summary.json").exists():
+            raise SystemExit(f"{artifacts} is not empty and holds no earlier demo run: choose another folder")
+        shutil.rmtree(artifacts)  # the previous demo run's output
+    artifacts.mkdir(parents=True, exist_ok=True)
     conf = {"bucket": DEMO_BUCKET, **(conf or {})}
     with tempfile.TemporaryDirectory(prefix="airflow-sm-demo-") as tmp, LocalEngine() as engine:
         env = _airflow_environment(Path(tmp) / "airflow", dags_folder.resolve(), engine.environ())
@@ -120,7 +116,8 @@ def run_demo(artifacts: Path, dags_folder: Path, conf: dict[str, Any] | None = N
             text=True,
         )
         (artifacts / "dag-test.log").write_text(result.stdout + result.stderr)
-        run = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {}
+        lines = result.stdout.strip().splitlines()
+        run = json.loads(lines[-1]) if result.returncode == 0 and lines else {}
         jobs = _collect(engine, artifacts)
     summary = {"dag_id": DAG_ID, "conf": conf, **run, "jobs": jobs}
     (artifacts / "run-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

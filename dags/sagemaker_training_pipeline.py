@@ -2,19 +2,23 @@
 ### SageMaker training pipeline (template)
 
 Preprocess data with a **Processing job**, train one **Training job per candidate
-learning rate**, and wait for all of them with **one deferred sensor**:
+learning rate**, and wait for all candidates with **one deferred sensor**:
 
 ```
-stage_code -> plan -> preprocess -> wait_preprocess -> train (mapped) -> wait_training
+stage_code -> plan_processing -> preprocess -> wait_preprocess
+           -> plan_training -> train (mapped, one per learning rate) -> wait_training
 ```
 
-Trigger it from the UI with parameters (bucket, role, image, candidates, epochs) or let it
-run on its schedule. Against the local engine (`airflow-sm local up`, then point the
+Trigger it from the UI with parameters (bucket, role, image, candidates, epochs, runtime
+limits) or let it run on its schedule (weekly: set the parameters' defaults for your account
+before unpausing). Against the local engine (`airflow-sm local up`, then point the
 `aws_default` connection or `AWS_ENDPOINT_URL` at it) every job really runs on this machine;
 against AWS the same DAG runs real SageMaker jobs.
 
-Job names are derived from the names below plus a hash of the task's identity, so a retried
-task re-attaches to its job instead of launching a second one.
+Job names are the names in the configs plus a hash of the task's identity, so a retried
+task re-attaches to its job instead of launching a second one. `stage_code` -> `plan_*`
+build the job configs in the SageMaker API's own shape; the job scripts live in
+`sagemaker_scripts/` next to this file.
 """
 
 from __future__ import annotations
@@ -96,7 +100,20 @@ with DAG(
             description="One training job per learning rate.",
         ),
         "epochs": Param(12, type="integer", minimum=1, maximum=1000),
-        "max_runtime_seconds": Param(3600, type="integer", minimum=60, maximum=2_419_200),
+        "processing_max_runtime_seconds": Param(
+            3600,
+            type="integer",
+            minimum=60,
+            maximum=777_600,
+            description="StoppingCondition of the processing job (SageMaker allows up to 9 days).",
+        ),
+        "training_max_runtime_seconds": Param(
+            3600,
+            type="integer",
+            minimum=60,
+            maximum=2_419_200,
+            description="StoppingCondition of each training job (SageMaker allows up to 28 days).",
+        ),
     },
 ) as dag:
 
@@ -147,7 +164,7 @@ with DAG(
                 ]
             },
             "ProcessingResources": {"ClusterConfig": resources(params)},
-            "StoppingCondition": {"MaxRuntimeInSeconds": params["max_runtime_seconds"]},
+            "StoppingCondition": {"MaxRuntimeInSeconds": params["processing_max_runtime_seconds"]},
         }
 
     @task
@@ -186,7 +203,7 @@ with DAG(
                 ],
                 "OutputDataConfig": {"S3OutputPath": run_uri(params, run_id, "models")},
                 "ResourceConfig": resources(params),
-                "StoppingCondition": {"MaxRuntimeInSeconds": params["max_runtime_seconds"]},
+                "StoppingCondition": {"MaxRuntimeInSeconds": params["training_max_runtime_seconds"]},
             }
             for index, rate in enumerate(params["learning_rates"])
         ]

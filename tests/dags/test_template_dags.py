@@ -51,3 +51,9 @@ def test_bad_parameters_are_rejected_by_the_param_schema(dag_bag) -> None:
     params = copy.deepcopy(dag_bag.dags["sagemaker_training_pipeline"].params)
     with pytest.raises(ParamValidationError, match="learning_rates"):
         params["learning_rates"] = [-1]
+
+
+def test_each_job_kind_gets_a_runtime_limit_sagemaker_accepts(dag_bag) -> None:
+    params = dag_bag.dags["sagemaker_training_pipeline"].params
+    assert params.get_param("processing_max_runtime_seconds").schema["maximum"] == 777_600
+    assert params.get_param("training_max_runtime_seconds").schema["maximum"] == 28 * 24 * 3600
