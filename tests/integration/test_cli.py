@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
 
 from airflow_sm_provider import cli
@@ -40,9 +41,12 @@ def start(argv: list[str]) -> tuple[subprocess.Popen, dict[str, str]]:
 
 
 def finish(process: subprocess.Popen, signum: int) -> str:
+    """Send ``signum``; the engine must exit 0 within a few seconds."""
+    sent = time.monotonic()
     process.send_signal(signum)
     out, _ = process.communicate(timeout=15)
     assert process.returncode == 0
+    assert time.monotonic() - sent < 5
     return out
 
 
@@ -63,6 +67,13 @@ def test_prints_exports_serves_and_stops_cleanly(argv, signum, tmp_path):
         health = exports["AWS_ENDPOINT_URL"] + "/_engine/health"  # an http:// URL the engine printed
         with urllib.request.urlopen(health, timeout=5) as response:  # noqa: S310
             assert json.load(response) == {"status": "ok"}
+        session = boto3.session.Session(
+            aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+            region_name=exports["AWS_DEFAULT_REGION"],
+        )
+        sagemaker = session.client("sagemaker", endpoint_url=exports["AWS_ENDPOINT_URL"])
+        assert sagemaker.list_training_jobs()["TrainingJobSummaries"] == []  # a fresh --data-dir
     finally:
         out = finish(process, signum)
     assert "stopping" in out
@@ -90,6 +101,20 @@ def test_port_in_use_is_an_error_not_a_traceback(engine):
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "cannot start the engine" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [sys.executable, "-m", "airflow_sm_provider.local"],
+        [shutil.which("airflow-sm") or "airflow-sm", "local", "up"],
+    ],
+    ids=["python-m", "console-script"],
+)
+def test_help_lists_the_engine_flags(argv):
+    result = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert all(flag in result.stdout for flag in ("--port", "--data-dir", "--host", "--max-concurrent-jobs"))
 
 
 def test_parser_has_the_engine_flags():

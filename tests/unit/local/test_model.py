@@ -96,7 +96,9 @@ def test_list_items_are_addressed_one_based_with_member():
     assert "at 'inputDataConfig.2.member.dataSource.s3DataSource.s3Uri'" in text
 
 
-@pytest.mark.parametrize("value", ["équipe", "数据", "Ñandú-42", "a b:c/d=e+f-g@h_i.j"])
+@pytest.mark.parametrize(
+    "value", ["équipe", "数据", "データセット", "Привет-мир", "Ñandú-42", "a b:c/d=e+f-g@h_i.j"]
+)
 def test_unicode_letters_are_legal_in_tags(value):
     model.validate("sagemaker", "CreateTrainingJob", training(Tags=[{"Key": value, "Value": value}]))
 
