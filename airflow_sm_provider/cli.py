@@ -34,16 +34,9 @@ def run_engine(args: argparse.Namespace) -> int:
     import logging
 
     from airflow_sm_provider.local import LocalEngine
-    from airflow_sm_provider.local.engine import is_loopback
 
+    # To stderr: among the rest, the engine's warning when --host is not a loopback address.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not is_loopback(args.host):
-        print(
-            f"WARNING: --host {args.host} is not a loopback address. Anyone who can reach this port "
-            "can run code on this machine as you: the engine runs the jobs it is sent.",
-            file=sys.stderr,
-            flush=True,
-        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     engine = LocalEngine(

@@ -14,6 +14,10 @@ from airflow_sm_provider.local.store import Store
 ENGINE_ACCESS_KEY_ID = "ASIALOCALENGINE00000"
 ENGINE_SECRET_ACCESS_KEY = "local-engine-secret-not-a-real-key"  # noqa: S105
 
+#: The sagemaker SDK's user config (``SAGEMAKER_USER_CONFIG_OVERRIDE``) that opts out of its
+#: telemetry, so neither clients of the engine nor its jobs try to reach AWS.
+SDK_CONFIG = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+
 
 @dataclass
 class EngineContext:
@@ -29,6 +33,14 @@ class EngineContext:
     def arn(self, resource_type: str, name: str) -> str:
         """ARN of a SageMaker resource; SageMaker lower-cases the name part."""
         return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource_type}/{name.lower()}"
+
+    def sdk_config_path(self) -> Path:
+        """The SDK config file of :data:`SDK_CONFIG` in the data dir, written on first use."""
+        path = self.data_dir / "sagemaker-sdk-config.yaml"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(SDK_CONFIG)
+        return path
 
     @staticmethod
     def now() -> float:

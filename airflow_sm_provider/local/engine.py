@@ -37,10 +37,14 @@ class LocalEngine:
             os.environ.update(engine.environ())
             ...  # boto3, the Amazon provider and the sagemaker SDK now talk to the engine
 
-    ``data_dir`` keeps job records (SQLite) and job directories; without it a temporary
-    directory is used and removed on stop. ``port=0`` picks a free port. The moto services
-    (S3 objects, log events, metrics) live in this process's memory: they do not survive a
-    restart even with ``data_dir``, and engines started in one process share them.
+    ``data_dir`` keeps the records of jobs, experiments, trials and trial components (SQLite)
+    and the job directories; without it a temporary directory is used and removed on stop.
+    ``port=0`` picks a free port. Only those records survive a restart: S3 objects, CloudWatch Logs
+    events and CloudWatch metrics are moto's, in this process's memory, so they are gone after a
+    restart even with ``data_dir`` (a job's ModelArtifacts then names an object that no longer
+    exists), and engines started in one process share them. A job running when the engine
+    stopped or died is Failed on the next start, and processes a dead engine left running are
+    ended then.
     """
 
     def __init__(
@@ -83,7 +87,9 @@ class LocalEngine:
             raise RuntimeError("the engine is already running")
         if not is_loopback(self.host):
             log.warning(
-                "the local engine listens on %s: anyone who can reach it can run code here", self.host
+                "%s is not a loopback address: anyone who can reach this port can run code on this "
+                "machine as this user, since the engine runs the jobs it is sent",
+                self.host,
             )
         if self._data_dir is None:
             self._temp_dir = tempfile.mkdtemp(prefix="sagemaker-local-")
@@ -187,18 +193,13 @@ class LocalEngine:
         The keys are fake: the engine accepts any, and AWS would reject these. The sagemaker
         SDK's telemetry is opted out so nothing tries to reach AWS.
         """
-        sdk_config = self.ctx.data_dir / "sagemaker-sdk-config.yaml"
-        if not sdk_config.exists():
-            sdk_config.write_text(
-                "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
-            )
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "AWS_ACCESS_KEY_ID": ENGINE_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": ENGINE_SECRET_ACCESS_KEY,
-            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sdk_config),
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.ctx.sdk_config_path()),
         }
 
     def client(self, service: str) -> Any:

@@ -12,7 +12,9 @@ Each running job gets a random token and fake, job-scoped credentials, served by
 ``/_engine/credentials/<job>`` (:meth:`JobsBackend.job_credentials`) the way SageMaker serves a
 job's role. :meth:`JobsBackend.interrupt` simulates a spot interruption of a managed spot job so
 that resuming from checkpoints can be tested. Job directories stay in ``<data dir>/jobs`` after
-the job ends, for debugging.
+the job ends, for debugging. A running job's record keeps its process group (with the leader's
+start time), so that after the engine dies :meth:`JobsBackend.recover` can end what it left
+running, and only that.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partialmethod
 from typing import Any, Literal
 
 from airflow_sm_provider.local import lifecycle
@@ -40,10 +43,12 @@ from airflow_sm_provider.local.runner import (
     Control,
     JobFailure,
     Outcome,
+    ProcessGroup,
     ProcessingRun,
     RunResult,
     RunSettings,
     TrainingRun,
+    end_process_groups,
     is_container_path,
     mount_namespace_available,
 )
@@ -58,6 +63,7 @@ DEFAULT_TRAINING_RUNTIME = 24 * 3600  # "The default value is 1 day."
 RESTART_REASON = "InternalServerError: the local engine restarted while the job was running"
 SHUTDOWN_REASON = "InternalServerError: the local engine shut down while the job was running"
 _CREDENTIALS_TTL = 6 * 3600
+_PROCESS_GROUP = "_ProcessGroup"  # engine-only record field: [pgid, start ticks] of the running job
 
 _TRAINING_FIELDS = (
     "TrainingJobName", "TrainingJobArn", "ModelArtifacts", "TrainingJobStatus", "SecondaryStatus",
@@ -87,6 +93,47 @@ _PROCESSING_SUMMARY_FIELDS = (
 
 def _pick(record: Record, fields: tuple[str, ...]) -> dict[str, Any]:
     return {name: record[name] for name in fields if name in record}
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What the API handlers of one job kind differ in; keys follow the API's ``<kind>Name`` form."""
+
+    kind: str  # the Store kind and the API's noun, e.g. "TrainingJob"
+    word: Literal[
+        "training", "processing"
+    ]  # in messages, the ARN's resource type and the experiments job type
+    fields: tuple[str, ...]
+    summary_fields: tuple[str, ...]
+    terminal: frozenset[str]
+    new_state: Callable[[float], Record]
+    advance: Callable[..., Record]
+
+    @property
+    def name_key(self) -> str:
+        return f"{self.kind}Name"
+
+    @property
+    def arn_key(self) -> str:
+        return f"{self.kind}Arn"
+
+    @property
+    def status_key(self) -> str:
+        return f"{self.kind}Status"
+
+
+_KINDS = {
+    TRAINING: _Kind(
+        TRAINING, "training", _TRAINING_FIELDS, _TRAINING_SUMMARY_FIELDS,
+        frozenset(s.value for s in lifecycle.TRAINING_TERMINAL),
+        lifecycle.new_training_state, lifecycle.advance_training,
+    ),
+    PROCESSING: _Kind(
+        PROCESSING, "processing", _PROCESSING_FIELDS, _PROCESSING_SUMMARY_FIELDS,
+        frozenset(s.value for s in lifecycle.PROCESSING_TERMINAL),
+        lifecycle.new_processing_state, lifecycle.advance_processing,
+    ),
+}  # fmt: skip
 
 
 def to_describe_training(record: Record) -> dict[str, Any]:
@@ -269,48 +316,80 @@ class JobsBackend:
             data_dir=self.ctx.data_dir,
             stop_grace_seconds=self.stop_grace_seconds,
             mount_namespace=self._mount_namespace,
+            sdk_config=self.ctx.sdk_config_path(),
         )
 
     # -- training --------------------------------------------------------------------------
     def create_training_job(self, params: dict) -> dict:
-        name = params["TrainingJobName"]
-        arn = self.ctx.arn("training-job", name)
         self._check_training(params)
-        if self.ctx.store.get(TRAINING, name) is not None:
-            raise ResourceInUse(self._duplicate_message("training", arn))
+        defaults = {
+            "StoppingCondition": params.get("StoppingCondition")
+            or {"MaxRuntimeInSeconds": DEFAULT_TRAINING_RUNTIME},
+            "EnableNetworkIsolation": params.get("EnableNetworkIsolation", False),
+            "EnableInterContainerTrafficEncryption": params.get(
+                "EnableInterContainerTrafficEncryption", False
+            ),
+            "EnableManagedSpotTraining": params.get("EnableManagedSpotTraining", False),
+        }
+        return self._create(_KINDS[TRAINING], params, defaults, self._run_training)
+
+    def _create(
+        self, k: _Kind, params: dict, defaults: Mapping[str, Any], target: Callable[[str, _Active], None]
+    ) -> dict:
+        """Store a new job and start it; a name taken (even by a concurrent create) is ResourceInUse.
+
+        The record goes in before the trial component, so a refused duplicate creates none; if
+        linking refuses the job (an unknown trial), the record goes again.
+        """
+        name = params[k.name_key]
+        arn = self.ctx.arn(f"{k.word}-job", name)
         now = self.ctx.now()
-        record: Record = {k: v for k, v in params.items() if k != "Tags"}
-        record.update(
-            {
-                "TrainingJobArn": arn,
-                "CreationTime": now,
-                "StoppingCondition": params.get("StoppingCondition")
-                or {"MaxRuntimeInSeconds": DEFAULT_TRAINING_RUNTIME},
-                "EnableNetworkIsolation": params.get("EnableNetworkIsolation", False),
-                "EnableInterContainerTrafficEncryption": params.get(
-                    "EnableInterContainerTrafficEncryption", False
-                ),
-                "EnableManagedSpotTraining": params.get("EnableManagedSpotTraining", False),
-                "Tags": params.get("Tags", []),
-                **lifecycle.new_training_state(now),
-            }
-        )
+        record: Record = {key: v for key, v in params.items() if key != "Tags"}
+        record.update({k.arn_key: arn, "CreationTime": now, **defaults, "Tags": params.get("Tags", [])})
+        record.update(k.new_state(now))
         if params.get("ExperimentConfig"):
             record["ExperimentConfig"] = run_component_name(params["ExperimentConfig"])
-        self._link_experiment("training", record)  # refuses an unknown trial before anything exists
         try:
-            self.ctx.store.insert(TRAINING, name, record)
+            self.ctx.store.insert(k.kind, name, record)
         except AlreadyExists as err:
-            raise ResourceInUse(self._duplicate_message("training", arn)) from err
-        self._start(TRAINING, name, self._run_training)
-        return {"TrainingJobArn": arn}
+            raise ResourceInUse(
+                f"{k.word.capitalize()} job names must be unique within an AWS account and region, and a "
+                f"{k.word} job with this name already exists ({arn})"
+            ) from err
+        try:
+            self._link_experiment(k.word, record)
+        except BaseException:
+            self.ctx.store.delete(k.kind, name)
+            raise
+        self._start(k.kind, name, target)
+        return {k.arn_key: arn}
 
-    @staticmethod
-    def _duplicate_message(kind: str, arn: str) -> str:
-        return (
-            f"{kind.capitalize()} job names must be unique within an AWS account and region, and a {kind} "
-            f"job with this name already exists ({arn})"
-        )
+    def _describe(self, k: _Kind, params: dict) -> dict:
+        return _pick(self._get(k.kind, params[k.name_key]), k.fields)
+
+    def _list(self, k: _Kind, params: dict) -> dict:
+        records = _filter_sort(self.ctx.store.list(k.kind), params, k.status_key, k.name_key)
+        return _page([_pick(r, k.summary_fields) for r in records], params, f"{k.kind}Summaries")
+
+    def _stop(self, k: _Kind, params: dict) -> dict:
+        name = params[k.name_key]
+        self._get(k.kind, name)
+        try:
+            self._advance(k.kind, name, Event.STOP, strict=True)
+        except IllegalTransition as err:
+            status = self._get(k.kind, name)[k.status_key]
+            raise ValidationException(
+                f"The request was rejected because the {k.word} job is in status {status}."
+            ) from err
+        self._signal_stop(k.kind, name)
+        return {}
+
+    describe_training_job = partialmethod(_describe, _KINDS[TRAINING])
+    list_training_jobs = partialmethod(_list, _KINDS[TRAINING])
+    stop_training_job = partialmethod(_stop, _KINDS[TRAINING])
+    describe_processing_job = partialmethod(_describe, _KINDS[PROCESSING])
+    list_processing_jobs = partialmethod(_list, _KINDS[PROCESSING])
+    stop_processing_job = partialmethod(_stop, _KINDS[PROCESSING])
 
     def _check_training(self, params: Mapping[str, Any]) -> None:
         """Service rules the model cannot express, and what the engine cannot run."""
@@ -363,30 +442,10 @@ class JobsBackend:
                     f"Invalid regular expression for metric {definition['Name']}: {err}"
                 ) from err
 
-    def describe_training_job(self, params: dict) -> dict:
-        return to_describe_training(self._get(TRAINING, params["TrainingJobName"]))
-
-    def list_training_jobs(self, params: dict) -> dict:
-        records = _filter_sort(self.ctx.store.list(TRAINING), params, "TrainingJobStatus", "TrainingJobName")
-        return _page([_pick(r, _TRAINING_SUMMARY_FIELDS) for r in records], params, "TrainingJobSummaries")
-
-    def stop_training_job(self, params: dict) -> dict:
-        name = params["TrainingJobName"]
-        self._get(TRAINING, name)
-        try:
-            self._advance(TRAINING, name, Event.STOP, strict=True)
-        except IllegalTransition as err:
-            status = self._get(TRAINING, name)["TrainingJobStatus"]
-            raise ValidationException(
-                f"The request was rejected because the training job is in status {status}."
-            ) from err
-        self._signal_stop(TRAINING, name)
-        return {}
-
     def delete_training_job(self, params: dict) -> dict:
         name = params["TrainingJobName"]
         record = self._get(TRAINING, name)
-        if record["TrainingJobStatus"] not in {s.value for s in lifecycle.TRAINING_TERMINAL}:
+        if record["TrainingJobStatus"] not in _KINDS[TRAINING].terminal:
             raise ValidationException(
                 f"The training job {name} is in status {record['TrainingJobStatus']}; "
                 "only a completed, failed or stopped training job can be deleted."
@@ -410,30 +469,8 @@ class JobsBackend:
 
     # -- processing ------------------------------------------------------------------------
     def create_processing_job(self, params: dict) -> dict:
-        name = params["ProcessingJobName"]
-        arn = self.ctx.arn("processing-job", name)
         self._check_processing(params)
-        if self.ctx.store.get(PROCESSING, name) is not None:
-            raise ResourceInUse(self._duplicate_message("processing", arn))
-        now = self.ctx.now()
-        record: Record = {k: v for k, v in params.items() if k != "Tags"}
-        record.update(
-            {
-                "ProcessingJobArn": arn,
-                "CreationTime": now,
-                "Tags": params.get("Tags", []),
-                **lifecycle.new_processing_state(now),
-            }
-        )
-        if params.get("ExperimentConfig"):
-            record["ExperimentConfig"] = run_component_name(params["ExperimentConfig"])
-        self._link_experiment("processing", record)  # refuses an unknown trial before anything exists
-        try:
-            self.ctx.store.insert(PROCESSING, name, record)
-        except AlreadyExists as err:
-            raise ResourceInUse(self._duplicate_message("processing", arn)) from err
-        self._start(PROCESSING, name, self._run_processing)
-        return {"ProcessingJobArn": arn}
+        return self._create(_KINDS[PROCESSING], params, {}, self._run_processing)
 
     def _check_processing(self, params: Mapping[str, Any]) -> None:
         if params["ProcessingResources"]["ClusterConfig"].get("InstanceCount", 1) != 1:
@@ -460,30 +497,6 @@ class JobsBackend:
                 raise ValidationException(
                     f"LocalPath {path} must be an absolute path under /opt/ml/processing/"
                 )
-
-    def describe_processing_job(self, params: dict) -> dict:
-        return to_describe_processing(self._get(PROCESSING, params["ProcessingJobName"]))
-
-    def list_processing_jobs(self, params: dict) -> dict:
-        records = _filter_sort(
-            self.ctx.store.list(PROCESSING), params, "ProcessingJobStatus", "ProcessingJobName"
-        )
-        return _page(
-            [_pick(r, _PROCESSING_SUMMARY_FIELDS) for r in records], params, "ProcessingJobSummaries"
-        )
-
-    def stop_processing_job(self, params: dict) -> dict:
-        name = params["ProcessingJobName"]
-        self._get(PROCESSING, name)
-        try:
-            self._advance(PROCESSING, name, Event.STOP, strict=True)
-        except IllegalTransition as err:
-            status = self._get(PROCESSING, name)["ProcessingJobStatus"]
-            raise ValidationException(
-                f"The request was rejected because the processing job is in status {status}."
-            ) from err
-        self._signal_stop(PROCESSING, name)
-        return {}
 
     # -- tags ------------------------------------------------------------------------------
     def _experiments_own(self, arn: str) -> bool:
@@ -545,22 +558,18 @@ class JobsBackend:
         return None
 
     def recover(self) -> None:
-        """After a restart, jobs that were running are Failed: their processes are gone."""
+        """After a restart, jobs that were running are Failed, and processes an engine that died
+        left running are ended (SIGTERM, grace, SIGKILL) if they are still the jobs' own."""
         now = self.ctx.now()
-        for record in self.ctx.store.list(TRAINING):
-            if record["TrainingJobStatus"] not in {s.value for s in lifecycle.TRAINING_TERMINAL}:
-                self.ctx.store.put(
-                    TRAINING,
-                    record["TrainingJobName"],
-                    lifecycle.advance_training(record, Event.FAIL, now, failure_reason=RESTART_REASON),
-                )
-        for record in self.ctx.store.list(PROCESSING):
-            if record["ProcessingJobStatus"] not in {s.value for s in lifecycle.PROCESSING_TERMINAL}:
-                self.ctx.store.put(
-                    PROCESSING,
-                    record["ProcessingJobName"],
-                    lifecycle.advance_processing(record, Event.FAIL, now, failure_reason=RESTART_REASON),
-                )
+        groups = []
+        for k in _KINDS.values():
+            for record in self.ctx.store.list(k.kind):
+                if record[k.status_key] not in k.terminal:
+                    if record.get(_PROCESS_GROUP):
+                        groups.append(ProcessGroup(*record[_PROCESS_GROUP]))
+                    failed = k.advance(record, Event.FAIL, now, failure_reason=RESTART_REASON)
+                    self.ctx.store.put(k.kind, record[k.name_key], failed)
+        end_process_groups(groups, self.stop_grace_seconds)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every running job (SIGTERM, grace, SIGKILL); their records say the engine shut down."""
@@ -636,14 +645,22 @@ class JobsBackend:
                 self._active.pop(f"{kind}/{name.lower()}", None)
 
     def _job_run_args(self, kind: str, record: Record, active: _Active) -> dict[str, Any]:
-        name = record["TrainingJobName"] if kind == TRAINING else record["ProcessingJobName"]
+        k = _KINDS[kind]
+        name = record[k.name_key]
         image = (
             record["AlgorithmSpecification"]["TrainingImage"]
             if kind == TRAINING
             else record["AppSpecification"]["ImageUri"]
         )
+
+        def remember(group: ProcessGroup) -> None:
+            self.ctx.store.update(
+                kind, name, lambda r: r.update({_PROCESS_GROUP: [group.pgid, group.start_ticks]})
+            )
+
         return {
-            "arn": record["TrainingJobArn"] if kind == TRAINING else record["ProcessingJobArn"],
+            "arn": record[k.arn_key],
+            "on_process": remember,
             "job_dir": self.ctx.data_dir / "jobs" / kind / name,
             "settings": self.settings,
             "runtime": resolve_runtime(self.runtimes, image),

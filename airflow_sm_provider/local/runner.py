@@ -57,7 +57,10 @@ PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 _REASON_MAX = 1024
 _MAX_POINTS = 100_000  # metric points kept per job for its trial component
-_SDK_CONFIG = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+#: The only variables of the engine's own environment a job inherits. PYTHONPATH is not one:
+#: the host's would put the engine's modules first in every runtime; a runtime that needs it
+#: sets it in its ``env``.
+HOST_ENV_ALLOWED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM"})
 _S3_URI = re.compile(r"^s3://([^/]+)/?(.*)$")
 
 
@@ -124,6 +127,7 @@ class RunSettings:
     log_flush_seconds: float = 0.2
     checkpoint_sync_seconds: float = 5.0
     mount_namespace: bool = False
+    sdk_config: Path | None = None  # the SDK's telemetry opt-out (EngineContext.sdk_config_path)
 
 
 # -- paths ---------------------------------------------------------------------------------
@@ -343,15 +347,20 @@ def base_environment(
     credentials_uri: str,
     token: str,
 ) -> dict[str, str]:
-    """The environment every job starts from: no host AWS credentials, the engine as its AWS."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_", "SM_"))}
+    """The environment every job starts from: an allowlist of the host's, the engine as its AWS.
+
+    Of the host's environment only :data:`HOST_ENV_ALLOWED` and ``LC_*`` pass, so the host's
+    secrets (Airflow connections, its database URL, AWS keys) stay out; then the runtime's
+    ``env`` and the job's own ``Environment``. Every credential file botocore would read before
+    the container endpoint (shared credentials, config, ``~/.boto``, ``/etc/boto.cfg``) is
+    pointed at ``/dev/null``, so a job's AWS calls use its own job-scoped credentials. The job
+    still runs as the engine's user: this keeps secrets out of its environment, not its reach.
+    """
+    env = {k: v for k, v in os.environ.items() if k in HOST_ENV_ALLOWED or k.startswith("LC_")}
     env.update(runtime.env)
     env.update(user_env)
-    sdk_config = settings.data_dir / "sagemaker-sdk-config.yaml"
-    if not sdk_config.exists():
-        sdk_config.parent.mkdir(parents=True, exist_ok=True)
-        sdk_config.write_text(_SDK_CONFIG)
-    env.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", str(sdk_config))
+    if settings.sdk_config is not None:
+        env.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", str(settings.sdk_config))
     env["PATH"] = os.pathsep.join([str(Path(runtime.python).parent), env.get("PATH", os.defpath)])
     env["PYTHONUNBUFFERED"] = "1"
     env.update(
@@ -364,6 +373,7 @@ def base_environment(
             # The provider chain reads these files before the container endpoint.
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "AWS_CONFIG_FILE": os.devnull,
+            "BOTO_CONFIG": os.devnull,
             "AWS_EC2_METADATA_DISABLED": "true",
         }
     )
@@ -471,6 +481,63 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+@dataclass(frozen=True)
+class ProcessGroup:
+    """A job's process group as recorded when it started; outlives the engine in its record.
+
+    ``start_ticks`` is the leader's start time (``/proc/<pid>/stat``, clock ticks since boot),
+    so a later engine can tell the job's process from one that reused its pid; None where
+    there is no ``/proc``, and then the group is never signalled after a restart.
+    """
+
+    pgid: int
+    start_ticks: int | None
+
+
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """Fields of ``/proc/<pid>/stat`` from the state on (field 3), or None if there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def process_group_of(pid: int) -> ProcessGroup:
+    """The process group a job's process ``pid`` leads (it was started in a new session)."""
+    stat = _proc_stat(pid)
+    return ProcessGroup(pid, int(stat[19]) if stat else None)
+
+
+def _live_members(group: ProcessGroup) -> list[int]:
+    """Processes of the job's group still running (zombies are over); [] if it is not the job's."""
+    if group.start_ticks is None:
+        return []
+    leader = _proc_stat(group.pgid)
+    if leader is not None and int(leader[19]) != group.start_ticks:
+        return []  # the pid now belongs to another process, so the job's group is long gone
+    # While any member lives the kernel does not reuse the group's id, leader or no leader.
+    members = []
+    for entry in Path("/proc").iterdir():
+        stat = _proc_stat(entry.name) if entry.name.isdigit() else None
+        if stat and int(stat[2]) == group.pgid and stat[0] != "Z" and int(stat[19]) >= group.start_ticks:
+            members.append(int(entry.name))
+    return members
+
+
+def end_process_groups(groups: Iterable[ProcessGroup], grace_seconds: float) -> None:
+    """End job process groups left running (by an engine that died): SIGTERM, grace, SIGKILL."""
+    alive = [g for g in groups if _live_members(g)]
+    for group in alive:
+        _signal_group(group.pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [g for g in alive if _live_members(g)]
+    for group in alive:
+        _signal_group(group.pgid, signal.SIGKILL)
+
+
 def run_process(
     command: list[str],
     *,
@@ -481,8 +548,12 @@ def run_process(
     sink: LogSink,
     metrics: MetricCollector | None,
     tick: Callable[[], None] | None = None,
+    on_start: Callable[[ProcessGroup], None] | None = None,
 ) -> ProcessEnd:
-    """Run a job's process to its end, streaming output; stop it by escalation if told to."""
+    """Run a job's process to its end, streaming output; stop it by escalation if told to.
+
+    ``on_start`` learns the job's process group first, so it can be ended if the engine dies.
+    """
     proc = subprocess.Popen(
         command,
         cwd=cwd,
@@ -493,6 +564,13 @@ def run_process(
         start_new_session=True,
     )
     pgid = proc.pid
+    if on_start is not None:
+        try:
+            on_start(process_group_of(pgid))
+        except BaseException:
+            _signal_group(pgid, signal.SIGKILL)
+            proc.wait()
+            raise
     lines: queue.Queue[tuple[float, str, bool] | None] = queue.Queue()
     pumps = [
         threading.Thread(target=_pump, args=(proc.stdout, False, lines), daemon=True),
@@ -584,6 +662,7 @@ class JobRun:
         report: Callable[[Event], None],
         credentials_uri: str,
         token: str,
+        on_process: Callable[[ProcessGroup], None] | None = None,
     ) -> None:
         self.request = request
         self.arn = arn
@@ -594,12 +673,36 @@ class JobRun:
         self.report = report
         self.credentials_uri = credentials_uri
         self.token = token
+        self.on_process = on_process
         self.paths = JobPaths(job_dir, settings.mount_namespace)
         self.role_arn = str(request.get("RoleArn", ""))
 
-    def _fresh_dir(self) -> None:
+    def _prepare(self, inputs: Iterable[tuple[str, str, str]]) -> RunResult | None:
+        """Start from an empty job directory and download ``(S3 URI, S3DataType, container path)``
+        inputs; the result to end with if the job must end meanwhile."""
         shutil.rmtree(self.paths.root, ignore_errors=True)
         self.paths.root.mkdir(parents=True)
+        s3 = self.client("s3")
+        for uri, data_type, container_path in inputs:
+            dest = self.paths.host(container_path)
+            download_s3(s3, uri, data_type, dest, self.role_arn, self.settings.region)
+            if (early := self._stopped_early()) is not None:
+                return early
+        return None
+
+    def _run_process(
+        self, command: list[str], env: Mapping[str, str], cwd: Path, sink: LogSink, **kwargs: Any
+    ) -> ProcessEnd:
+        return run_process(
+            self._command_prefix() + command,
+            env=env,
+            cwd=cwd,
+            control=self.control,
+            settings=self.settings,
+            sink=sink,
+            on_start=self.on_process,
+            **kwargs,
+        )
 
     def _sink(self, name: str) -> LogSink:
         return LogSink(self.client("logs"), self.log_group, f"{name}/{HOST}-{int(time.time())}")
@@ -620,20 +723,13 @@ class TrainingRun(JobRun):
     def run(self) -> RunResult:
         req = self.request
         name = req["TrainingJobName"]
-        self._fresh_dir()
+        if (early := self._prepare(self._inputs())) is not None:
+            return early
         p = self.paths
         for sub in ("input/config", "input/data", "model", "output/data", "output/intermediate", "code"):
             p.host(f"{CONTAINER_ROOT}/{sub}").mkdir(parents=True, exist_ok=True)
         s3 = self.client("s3")
         channels = [c["ChannelName"] for c in req.get("InputDataConfig", [])]
-        for channel in req.get("InputDataConfig", []):
-            source = channel["DataSource"].get("S3DataSource")
-            if source is None:
-                raise JobFailure("ClientError: only S3 data sources are supported by the local engine")
-            dest = p.host(f"{CONTAINER_ROOT}/input/data/{channel['ChannelName']}")
-            download_s3(s3, source["S3Uri"], source["S3DataType"], dest, self.role_arn, self.settings.region)
-            if (early := self._stopped_early()) is not None:
-                return early
         checkpoint = req.get("CheckpointConfig")
         checkpoint_dir = (
             p.host(checkpoint.get("LocalPath") or f"{CONTAINER_ROOT}/checkpoints") if checkpoint else None
@@ -663,16 +759,7 @@ class TrainingRun(JobRun):
                 upload_dir(s3, checkpoint_dir, checkpoint["S3Uri"], seen)
 
         self.report(Event.TRAIN)
-        end = run_process(
-            self._command_prefix() + command,
-            env=env,
-            cwd=code_dir,
-            control=self.control,
-            settings=self.settings,
-            sink=sink,
-            metrics=metrics,
-            tick=sync_checkpoints,
-        )
+        end = self._run_process(command, env, code_dir, sink, metrics=metrics, tick=sync_checkpoints)
         sync_checkpoints()
         result = RunResult(Outcome.COMPLETED, final_metrics=metrics.final(), metric_points=metrics.points)
         if end.reason is not None:
@@ -688,6 +775,17 @@ class TrainingRun(JobRun):
                 self.report(Event.UPLOAD)
             result.model_artifacts = self._upload_outputs(s3)
         return result
+
+    def _inputs(self) -> Iterable[tuple[str, str, str]]:
+        for channel in self.request.get("InputDataConfig", []):
+            source = channel["DataSource"].get("S3DataSource")
+            if source is None:
+                raise JobFailure("ClientError: only S3 data sources are supported by the local engine")
+            yield (
+                source["S3Uri"],
+                source["S3DataType"],
+                f"{CONTAINER_ROOT}/input/data/{channel['ChannelName']}",
+            )
 
     def _entry_point(self, hps: Mapping[str, Any], s3: Any) -> tuple[list[str], Path]:
         """The command line and working directory, found as SageMaker framework containers find them."""
@@ -862,21 +960,10 @@ class ProcessingRun(JobRun):
     def run(self) -> RunResult:
         req = self.request
         name = req["ProcessingJobName"]
-        self._fresh_dir()
+        if (early := self._prepare(self._inputs())) is not None:
+            return early
         p = self.paths
         s3 = self.client("s3")
-        for item in req.get("ProcessingInputs", []):
-            source = item.get("S3Input")
-            if source is None:
-                raise JobFailure("ClientError: only S3 processing inputs are supported by the local engine")
-            if source.get("S3InputMode", "File") != "File":
-                raise JobFailure("ClientError: only File input mode is supported by the local engine")
-            if source.get("S3CompressionType", "None") != "None":
-                raise JobFailure("ClientError: S3CompressionType Gzip is not supported by the local engine")
-            dest = p.host(source["LocalPath"])
-            download_s3(s3, source["S3Uri"], source["S3DataType"], dest, self.role_arn, self.settings.region)
-            if (early := self._stopped_early()) is not None:
-                return early
         outputs = [
             o for o in (req.get("ProcessingOutputConfig") or {}).get("Outputs", []) if o.get("S3Output")
         ]
@@ -901,16 +988,7 @@ class ProcessingRun(JobRun):
                     out = item["S3Output"]
                     upload_dir(s3, p.host(out["LocalPath"]), out["S3Uri"], seen[item["OutputName"]])
 
-        end = run_process(
-            self._command_prefix() + command,
-            env=env,
-            cwd=p.root,
-            control=self.control,
-            settings=self.settings,
-            sink=self._sink(name),
-            metrics=None,
-            tick=sync_continuous,
-        )
+        end = self._run_process(command, env, p.root, self._sink(name), metrics=None, tick=sync_continuous)
         message = _read_small(p.host(f"{CONTAINER_ROOT}/output/message"))
         if end.reason is not None:
             return RunResult(end.reason, exit_message=message)
@@ -932,6 +1010,17 @@ class ProcessingRun(JobRun):
                 ) from err
             artifacts[item["OutputName"]] = {"Value": out["S3Uri"]}
         return RunResult(Outcome.COMPLETED, exit_message=message, output_artifacts=artifacts)
+
+    def _inputs(self) -> Iterable[tuple[str, str, str]]:
+        for item in self.request.get("ProcessingInputs", []):
+            source = item.get("S3Input")
+            if source is None:
+                raise JobFailure("ClientError: only S3 processing inputs are supported by the local engine")
+            if source.get("S3InputMode", "File") != "File":
+                raise JobFailure("ClientError: only File input mode is supported by the local engine")
+            if source.get("S3CompressionType", "None") != "None":
+                raise JobFailure("ClientError: S3CompressionType Gzip is not supported by the local engine")
+            yield source["S3Uri"], source["S3DataType"], source["LocalPath"]
 
     def _write_config(self) -> None:
         """Write /opt/ml/config/processingjobconfig.json (the SDK reads its ProcessingJobArn)."""

@@ -80,19 +80,20 @@ def test_prints_exports_serves_and_stops_cleanly(argv, signum, tmp_path):
     assert Path(tmp_path, "engine.sqlite3").exists()  # --data-dir was used and kept
 
 
-def test_warns_loudly_when_not_on_loopback():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_sm_provider.local", "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        warning = process.stderr.readline()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=15)
-    assert warning.startswith("WARNING: --host 0.0.0.0 is not a loopback address")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [sys.executable, "-m", "airflow_sm_provider.local"],
+        [shutil.which("airflow-sm") or "airflow-sm", "local", "up"],
+    ],
+    ids=["python-m", "console-script"],
+)
+def test_warns_once_when_not_on_loopback(argv, tmp_path):
+    process, _ = start([*argv, "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path)])  # noqa: S104
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=15)
+    warnings = [line for line in err.splitlines() if "not a loopback address" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0] and "0.0.0.0 is not" in warnings[0]
 
 
 def test_port_in_use_is_an_error_not_a_traceback(engine):

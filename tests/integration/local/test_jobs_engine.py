@@ -1,15 +1,25 @@
-"""Engine-level job behaviour: the concurrency limit and records that survive a restart."""
+"""Engine-level job behaviour: the concurrency limit, records that survive a restart, and
+processes that do not survive a crash of the engine."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import tarfile
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
+import boto3
 import pytest
 
 from airflow_sm_provider.local import LocalEngine
+from airflow_sm_provider.local.context import ENGINE_ACCESS_KEY_ID, ENGINE_SECRET_ACCESS_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +95,77 @@ def test_records_survive_a_restart_and_running_jobs_fail_with_a_reason(tmp_path)
         assert names == {"done": "Completed", "cut-short": "Failed"}
         reason = sm.describe_training_job(TrainingJobName="cut-short")["FailureReason"]
         assert "local engine" in reason and ("restarted" in reason or "shut down" in reason)
+
+
+ENGINE_PROCESS = """
+import sys, time
+from airflow_sm_provider.local import LocalEngine
+engine = LocalEngine(data_dir=sys.argv[1]).start()
+print(engine.endpoint_url, flush=True)
+time.sleep(600)
+"""
+
+STUBBORN_JOB = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+with open(%r + ".tmp", "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
+os.rename(%r + ".tmp", %r)
+time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the engine finds its jobs' processes in /proc"
+)
+def test_a_restart_ends_the_job_processes_a_crashed_engine_left_running(tmp_path):
+    data_dir, pid_file = tmp_path / "data", str(tmp_path / "pids")
+    crashed = subprocess.Popen(
+        [sys.executable, "-c", ENGINE_PROCESS, str(data_dir)], stdout=subprocess.PIPE, text=True
+    )
+    pids: list[int] = []
+    try:
+        url = crashed.stdout.readline().strip()
+        remote = SimpleNamespace(
+            client=lambda service: boto3.client(
+                service,
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id=ENGINE_ACCESS_KEY_ID,
+                aws_secret_access_key=ENGINE_SECRET_ACCESS_KEY,
+            )
+        )
+        remote.client("s3").create_bucket(Bucket="jobs")
+        _start_job(remote, "jobs", "orphan", STUBBORN_JOB % (pid_file, pid_file, pid_file))
+        deadline = time.monotonic() + 30
+        while not os.path.exists(pid_file):
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.05)
+        pids = [int(p) for p in Path(pid_file).read_text().split()]
+        crashed.kill()  # kill -9: no shutdown, no chance to stop the job
+        crashed.wait()
+        time.sleep(0.2)
+        assert not any(_gone(pid) for pid in pids), "the job should outlive the crashed engine"
+        with LocalEngine(data_dir=data_dir, stop_grace_seconds=0.5) as engine:
+            deadline = time.monotonic() + 5
+            while not all(_gone(pid) for pid in pids):
+                assert time.monotonic() < deadline, "the restart left the job's processes running"
+                time.sleep(0.05)
+            job = engine.client("sagemaker").describe_training_job(TrainingJobName="orphan")
+            assert job["TrainingJobStatus"] == "Failed" and "restarted" in job["FailureReason"]
+    finally:
+        crashed.kill()
+        crashed.wait()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -448,3 +448,34 @@ def test_spot_interruption_resumes_from_s3_checkpoints(engine, s3_bucket):
     assert resumed[0] == "resumed from 0" and int(resumed[-1].split()[-1]) >= 2
     body = s3.get_object(Bucket=s3_bucket, Key=f"checkpoints/{name}/epoch.txt")["Body"].read()
     assert body == b"6"
+
+
+SECRETS_SCRIPT = """
+import json, os
+import boto3
+print("env", json.dumps(sorted(os.environ)))
+print("sdk config", os.environ.get("SAGEMAKER_USER_CONFIG_OVERRIDE"))
+creds = boto3.Session().get_credentials()
+print("credentials", creds.method, creds.access_key)
+"""
+
+
+def test_host_secrets_and_boto_config_do_not_reach_the_job(engine, s3_bucket, tmp_path, monkeypatch):
+    """Only allowlisted host variables pass; botocore finds the job's container credentials only."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", "aws://AKIAHOSTCONNKEY:secret@")
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://u:p@db/airflow")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".boto").write_text(
+        "[Credentials]\naws_access_key_id = AKIAHOSTBOTOKEY\naws_secret_access_key = host-secret\n"
+    )
+    sm, name = engine.client("sagemaker"), _name("secrets")
+    code = _upload_code(engine.client("s3"), s3_bucket, SECRETS_SCRIPT, key=f"{name}.tar.gz")
+    sm.create_training_job(**_config(name, s3_bucket, code))
+    assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
+    lines = _log_lines(engine.client("logs"), name)
+    names = json.loads(next(line for line in lines if line.startswith("env "))[4:])
+    assert not [n for n in names if n.startswith("AIRFLOW")]
+    method, key = next(line for line in lines if line.startswith("credentials ")).split()[1:]
+    assert (method, key[:4]) == ("container-role", "ASIA")
+    # the same telemetry opt-out file clients of the engine are given
+    assert f"sdk config {engine.environ()['SAGEMAKER_USER_CONFIG_OVERRIDE']}" in lines

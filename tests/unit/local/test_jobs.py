@@ -7,7 +7,7 @@ import pytest
 
 from airflow_sm_provider.local import lifecycle
 from airflow_sm_provider.local.context import EngineContext
-from airflow_sm_provider.local.errors import ValidationException
+from airflow_sm_provider.local.errors import ResourceInUse, ValidationException
 from airflow_sm_provider.local.jobs import (
     PROCESSING,
     TRAINING,
@@ -110,3 +110,43 @@ def test_paging_tokens_round_trip_and_reject_garbage():
     assert [i["n"] for i in first["X"] + second["X"]] == [0, 1, 2, 3]
     with pytest.raises(ValidationException):
         _page(items, {"NextToken": "garbage"}, "X")
+
+
+class _Experiments:
+    """Records the trial components a backend links; refuses the trial named "missing"."""
+
+    def __init__(self) -> None:
+        self.linked: list[str] = []
+
+    def link_job(self, job_type, name, arn, config, parameters, inputs, outputs) -> None:
+        if config.get("TrialName") == "missing":
+            raise ValidationException("Trial missing does not exist")
+        self.linked.append(name)
+
+
+def _training_params(name: str, **extra) -> dict:
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": "local/python", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/R",
+        "OutputDataConfig": {"S3OutputPath": "s3://b/out"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        **extra,
+    }
+
+
+def test_a_duplicate_create_links_no_trial_component_and_a_refused_link_stores_no_job(tmp_path, monkeypatch):
+    experiments = _Experiments()
+    backend = JobsBackend(
+        EngineContext(store=Store(), data_dir=tmp_path), experiments=experiments, mount_namespace=False
+    )
+    monkeypatch.setattr(backend, "_start", lambda *args: None)
+    backend.create_training_job(_training_params("job"))
+    with monkeypatch.context() as race:  # the first create had not stored its job when this one looked
+        race.setattr(backend.ctx.store, "get", lambda kind, name: None)
+        with pytest.raises(ResourceInUse):
+            backend.create_training_job(_training_params("job"))
+    assert experiments.linked == ["job"]
+    with pytest.raises(ValidationException, match="missing"):
+        backend.create_training_job(_training_params("other", ExperimentConfig={"TrialName": "missing"}))
+    assert backend.ctx.store.get(TRAINING, "other") is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import threading
@@ -108,18 +109,35 @@ def test_empty_prefix_fails_with_a_clear_reason(aws, tmp_path):
         runner.download_s3(aws("s3"), "s3://bkt/none", "S3Prefix", tmp_path, "arn:role", "us-east-1")
 
 
-def test_environment_never_carries_host_credentials(tmp_path, monkeypatch):
+def test_environment_is_an_allowlist_of_the_hosts(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAHOSTKEY")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret")
     monkeypatch.setenv("AWS_PROFILE", "prod")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", "aws://AKIAHOSTKEY:secret@")
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "fernet")
+    monkeypatch.setenv("PYTHONPATH", "/host/modules")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("TZ", "UTC")
+    sdk_config = tmp_path / "sdk.yaml"
     env = runner.base_environment(
-        settings(tmp_path), Runtime(), {"MY": "1"}, "http://e/_engine/credentials/j", "tok"
+        settings(tmp_path, sdk_config=sdk_config),
+        Runtime(env={"RUNTIME": "r"}),
+        {"MY": "1", "BOTO_CONFIG": "/home/me/.boto"},
+        "http://e/_engine/credentials/j",
+        "tok",
     )
-    assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env and "AWS_PROFILE" not in env
+    engine_set = {
+        "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+        "BOTO_CONFIG", "AWS_EC2_METADATA_DISABLED", "PYTHONUNBUFFERED", "SAGEMAKER_USER_CONFIG_OVERRIDE",
+    }  # fmt: skip
+    hosts = set(env) - engine_set - {"MY", "RUNTIME"}
+    assert hosts <= runner.HOST_ENV_ALLOWED | {"LC_ALL"} and {"PATH", "LC_ALL", "TZ"} <= hosts
     assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == "tok"
-    assert env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
-    assert env["MY"] == "1"
-    assert "TelemetryOptOut: true" in Path(env["SAGEMAKER_USER_CONFIG_OVERRIDE"]).read_text()
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "BOTO_CONFIG"):
+        assert env[name] == os.devnull  # not even the job's Environment can point them at a file
+    assert (env["MY"], env["RUNTIME"]) == ("1", "r")
+    assert env["SAGEMAKER_USER_CONFIG_OVERRIDE"] == str(sdk_config)
 
 
 def test_runtimes_map_images_to_interpreters():
@@ -209,6 +227,45 @@ def test_process_ignoring_sigterm_is_killed_with_its_children(aws, tmp_path, how
     child = int(next(m for m in messages if m.startswith("child")).split()[1])
     time.sleep(0.2)
     assert not _alive(child)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups are found in /proc")
+def test_left_behind_groups_are_ended_by_escalation_but_only_if_still_the_jobs(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUBBORN], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        child = int(proc.stdout.readline().split()[1])
+        assert proc.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
+        group = runner.process_group_of(proc.pid)
+        assert group.pgid == proc.pid and group.start_ticks is not None
+        reused = runner.ProcessGroup(proc.pid, group.start_ticks - 1)  # the pid, another process
+        runner.end_process_groups([reused, runner.ProcessGroup(proc.pid, None)], grace_seconds=0.1)
+        assert _alive(proc.pid) and _alive(child)
+        started = time.monotonic()
+        runner.end_process_groups([group], grace_seconds=0.3)
+        assert 0.3 <= time.monotonic() - started < 2
+        proc.wait(timeout=2)
+        time.sleep(0.1)
+        assert not _alive(child)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_run_process_reports_its_group_before_output(aws, tmp_path):
+    groups: list[runner.ProcessGroup] = []
+    runner.run_process(
+        [sys.executable, "-c", "print('x')"],
+        env=os.environ,
+        cwd=tmp_path,
+        control=Control(),
+        settings=settings(tmp_path),
+        sink=LogSink(aws("logs"), "/test", "g"),
+        metrics=None,
+        on_start=groups.append,
+    )
+    assert len(groups) == 1 and groups[0].pgid > 0
 
 
 def test_process_output_streams_in_order_with_stderr_tail(aws, tmp_path):
