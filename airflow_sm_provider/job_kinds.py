@@ -9,6 +9,11 @@ MaxRuntimeExceeded / MaxWaitTimeExceeded under Stopped are the job running out o
 always FAILED; Interrupted (spot) is still RUNNING. A status this table does not know is
 reported, never crashed on: it counts as RUNNING with a warning.
 
+Waiting and attaching read the same statuses differently: a Stopping job is still RUNNING for
+whoever waits on it (it is not over until Stopped), but a retried task must never attach to a
+Stopping or Deleting job, which will not succeed; :func:`can_attach` says which jobs a retry may
+adopt.
+
 Pure: no AWS, no Airflow imports.
 """
 
@@ -55,9 +60,12 @@ class JobKindSpec:
     describe_method: str
     stop_method: str
     list_method: str
+    #: The key of the summaries in the list method's response.
+    list_key: str
     log_group: str
+    #: The console URL fragment of the kind's jobs: ``.../sagemaker/home?region=R#/<console_path>/<name>``.
     console_path: str
-    #: Search ``Resource`` for batched status, or None where Search has none (processing).
+    #: Search ``Resource`` for batched status, or None where Search has none (processing: listed instead).
     search_resource: str | None
 
 
@@ -72,6 +80,7 @@ KINDS: Mapping[JobKind, JobKindSpec] = {
         describe_method="describe_training_job",
         stop_method="stop_training_job",
         list_method="list_training_jobs",
+        list_key="TrainingJobSummaries",
         log_group="/aws/sagemaker/TrainingJobs",
         console_path="jobs",
         search_resource="TrainingJob",
@@ -86,6 +95,7 @@ KINDS: Mapping[JobKind, JobKindSpec] = {
         describe_method="describe_processing_job",
         stop_method="stop_processing_job",
         list_method="list_processing_jobs",
+        list_key="ProcessingJobSummaries",
         log_group="/aws/sagemaker/ProcessingJobs",
         console_path="processing-jobs",
         search_resource=None,
@@ -109,6 +119,8 @@ _STATUS: Mapping[JobKind, Mapping[str, Outcome]] = {
         "Stopped": Outcome.STOPPED,
     },
 }
+#: Statuses of a job on its way out: waited through, but never attached to by a retry.
+ENDING_STATUSES = frozenset({"Stopping", "Deleting"})
 #: Secondary statuses under Stopped that mean "ran out of time", not a user's stop.
 OUT_OF_TIME = frozenset({"MaxRuntimeExceeded", "MaxWaitTimeExceeded"})
 #: Every SecondaryStatus known when this was written (botocore's enum); others are reported.
@@ -148,6 +160,12 @@ def classify(
     if secondary_status and secondary_status not in KNOWN_SECONDARY:
         warning = f"unknown SecondaryStatus {secondary_status!r} under {status}"
     return outcome, warning
+
+
+def can_attach(kind: JobKind, status: str | None, secondary_status: str | None = None) -> bool:
+    """Whether a retried task may attach to a job in this status: still running, not being stopped."""
+    result, _ = classify(kind, status, secondary_status)
+    return result in (Outcome.PENDING, Outcome.RUNNING) and status not in ENDING_STATUSES
 
 
 def outcome(

@@ -23,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from airflow_sm_provider._compat import AirflowException
-from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, classify
+from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, can_attach, classify
 from airflow_sm_provider.naming import (
     CONFIG_HASH_TAG,
     IDENTITY_TAG,
@@ -33,9 +33,16 @@ from airflow_sm_provider.naming import (
     identity_tags,
     job_name,
 )
-from airflow_sm_provider.status_poll import JobState, SageMakerApiError, is_not_found, run_poll
+from airflow_sm_provider.status_poll import (
+    JobState,
+    SageMakerApiError,
+    denied_warning,
+    is_not_found,
+    is_not_stoppable,
+    run_poll,
+)
 
-__all__ = ["JobOwnershipError", "SageMakerApiError", "SageMakerJobsHook", "StartedJob"]
+__all__ = ["JobOwnershipError", "SageMakerApiError", "SageMakerJobsHook", "StartedJob", "jobs_hook"]
 
 DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
 #: How many deterministic names a task instance may go through (one per failed/stopped try).
@@ -84,6 +91,8 @@ class SageMakerJobsHook(AwsBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "sagemaker"
         super().__init__(*args, **kwargs)
+        #: Listing methods the connection's IAM policy denies; later polls describe instead.
+        self.denied_listings: set[str] = set()
 
     @property
     def config(self) -> Config:
@@ -114,12 +123,15 @@ class SageMakerJobsHook(AwsBaseHook):
             raise
 
     def stop_job(self, kind: JobKind, name: str) -> bool:
-        """Ask SageMaker to stop the job; False when it is no longer running (or does not exist)."""
+        """Ask SageMaker to stop the job; False when it is no longer running (or does not exist).
+
+        Any other refusal (a malformed name, access denied) is raised.
+        """
         spec = KINDS[JobKind(kind)]
         try:
             self.call(spec.stop_method, **{spec.name_key: name})
         except SageMakerApiError as error:
-            if error.code == "ValidationException":
+            if is_not_stoppable(error.code, error.message):
                 self.log.info("Job %s not stopped: %s", name, error.message)
                 return False
             raise
@@ -137,8 +149,15 @@ class SageMakerJobsHook(AwsBaseHook):
             params["NextToken"] = page["NextToken"]
 
     def job_states(self, jobs: Sequence[tuple[JobKind, str]]) -> dict[str, JobState]:
-        """Batched status of many jobs (see ``status_poll``), keyed by job name."""
-        poll = run_poll(jobs, lambda call: self.call(call.method, **call.params))
+        """Batched status of many jobs (see ``status_poll``), keyed by job name.
+
+        A name must not be given as two kinds in one call (``ValueError``). Where the IAM policy
+        denies Search / ListProcessingJobs, jobs are described one by one (logged once).
+        """
+        poll = run_poll(jobs, lambda call: self.call(call.method, **call.params), skip=self.denied_listings)
+        for method, message in poll.denied.items():
+            self.log.warning(denied_warning(method, message))
+        self.denied_listings.update(poll.denied)
         return poll.states()
 
     # ------------------------------------------------------------------ start
@@ -176,18 +195,19 @@ class SageMakerJobsHook(AwsBaseHook):
                     f"({identity.dag_id}.{identity.task_id}, run {identity.run_id}, map index "
                     f"{identity.map_index}, namespace {identity.namespace}); refusing to adopt it"
                 )
-            result, _ = classify(kind, describe.get(spec.status_key), describe.get("SecondaryStatus"))
+            status, secondary = describe.get(spec.status_key), describe.get("SecondaryStatus")
             same_config = tags.get(CONFIG_HASH_TAG) == fingerprint
-            if result in (Outcome.PENDING, Outcome.RUNNING):
+            if can_attach(kind, status, secondary):
                 if not same_config:
                     self.log.warning("Attaching to running job %s although its config differs", name)
                 return StartedJob(name, arn, "attached")
+            result, _ = classify(kind, status, secondary)
             if result == Outcome.SUCCEEDED and same_config and not force_new:
                 return StartedJob(name, arn, "reused")
             self.log.info(
-                "Job %s of an earlier try ended %s%s; starting the next attempt",
+                "Job %s of an earlier try is %s%s; starting the next attempt",
                 name,
-                describe.get(spec.status_key),
+                status,
                 "" if same_config else " with another config",
             )
             attempt += 1
@@ -200,3 +220,15 @@ class SageMakerJobsHook(AwsBaseHook):
         user_tags = [t for t in config.get("Tags") or [] if not str(t.get("Key", "")).startswith(TAG_PREFIX)]
         request = {**config, spec.name_key: name, "Tags": [*user_tags, *identity_tags(identity, fingerprint)]}
         return self.call(spec.create_method, **request)[spec.arn_key]
+
+
+def jobs_hook(
+    aws_conn_id: str | None,
+    region_name: str | None = None,
+    verify: bool | str | None = None,
+    botocore_config: dict[str, Any] | None = None,
+) -> SageMakerJobsHook:
+    """The hook for an operator's, sensor's or trigger's AWS arguments (one spelling of them)."""
+    return SageMakerJobsHook(
+        aws_conn_id=aws_conn_id, region_name=region_name, verify=verify, config=botocore_config
+    )

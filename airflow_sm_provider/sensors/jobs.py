@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_sm_provider._compat import AirflowException, BaseSensorOperator
 from airflow_sm_provider.job_kinds import JobKind, Outcome, failure_lines
+from airflow_sm_provider.status_poll import SageMakerApiError
 
 if TYPE_CHECKING:
     from airflow_sm_provider._compat import Context
     from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
 
-#: Above SageMaker's 28-day maximum runtime (Airflow's sensor default is 7 days).
-DEFAULT_TIMEOUT = timedelta(days=29).total_seconds()
+#: A job may wait up to 28 days for capacity (MaxPendingTimeInSeconds) and then run 28 days
+#: (MaxRuntimeInSeconds); 60 days outlasts both (Airflow's sensor default is 7 days).
+DEFAULT_TIMEOUT = timedelta(days=60).total_seconds()
 
 
 def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[JobKind, str]]:
@@ -79,13 +81,25 @@ class JobSensor(BaseSensorOperator):
     :param max_poll_interval: longest delay between the trigger's polls, in seconds (the
         shortest is ``poke_interval``).
     :param stop_on_kill: stop the jobs when the deferred sensor is killed (Airflow 3.3+).
-    :param timeout: seconds before the sensor gives up; default 29 days, above SageMaker's
-        28-day limit on a job's runtime.
+        False by default, unlike the operators: the sensor waits on jobs other tasks started
+        and own, so killing the wait should not end them.
+    :param timeout: seconds before the sensor gives up; default 60 days, above SageMaker's
+        28 days of pending time plus 28 days of runtime.
+
+    A poke that meets throttling, a server error or a connection error logs it and pokes again.
 
     Returns (XCom) the list of the jobs' summaries.
     """
 
-    template_fields: Sequence[str] = ("jobs", "job_kind", "aws_conn_id", "region_name", "verify")
+    template_fields: Sequence[str] = (
+        "jobs",
+        "job_kind",
+        "aws_conn_id",
+        "region_name",
+        "verify",
+        "botocore_config",
+        "stopped_ok",
+    )
     ui_color = "#ededed"
 
     def __init__(
@@ -120,14 +134,9 @@ class JobSensor(BaseSensorOperator):
     @cached_property
     def hook(self) -> SageMakerJobsHook:
         """Built on first use on the worker, never at DAG parse time."""
-        from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
+        from airflow_sm_provider.hooks.jobs import jobs_hook
 
-        return SageMakerJobsHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-        )
+        return jobs_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
 
     @property
     def refs(self) -> list[tuple[JobKind, str]]:
@@ -160,7 +169,18 @@ class JobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         """One batched status poll; raise listing the failures once every job has ended."""
-        states = self.hook.job_states(self.refs)
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            states = self.hook.job_states(self.refs)
+        except SageMakerApiError as error:
+            if not error.transient:
+                raise
+            self.log.warning("Status poll failed, poking again: %s", error)
+            return False
+        except BotoCoreError as error:
+            self.log.warning("Status poll failed, poking again: %s", error)
+            return False
         for state in states.values():
             if state.warning:
                 self.log.warning("Job %s: %s", state.name, state.warning)

@@ -3,17 +3,25 @@
 Each poll is one batched status poll (``status_poll``) made with an aiobotocore client from the
 Amazon provider's connection, so 250 training jobs cost a few Search pages per poll rather than
 250 Describes. There is no attempt limit: the trigger waits as long as the jobs run (the task's
-own timeout bounds it). The delay between polls grows with the time since the wait started
-(a tenth of it, between ``poll_interval`` and ``max_poll_interval``) with +-20 % jitter; it is
-computed from ``started_at``, which is serialized, so a triggerer restart resumes the same
-schedule and loses nothing else either: everything the trigger needs is in its kwargs.
+own timeout bounds it). The delay between polls is ``status_poll.poll_delay`` of the time
+since the wait started; it is computed from ``started_at``, which is serialized, so a triggerer
+restart resumes the same schedule and loses nothing else either: everything the trigger needs
+is in its kwargs.
 
 Throttling, server errors and connection errors that outlast botocore's retries are logged and
-tried again at the next poll; any other API error ends the wait with an error event naming its
-code. Status values the job-kind table does not know are logged and waited through.
+tried again at the next poll. A Search / ListProcessingJobs denied by IAM is logged once and
+replaced by one Describe per job (``status_poll``). Any other API error ends the wait with a
+``poll_failed`` event: the wait failed, not the jobs, which may still be running. Status values
+the job-kind table does not know are logged and waited through.
 
-Event: ``{"status": "success" | "error", "jobs": [job_summary, ...], "message": str}``, fired
-once every job has ended; "error" lists every job that did not succeed with its reason.
+Events, fired once:
+
+* ``{"status": "success", "jobs": [job_summary, ...], "message": str}``: every job succeeded;
+* ``{"status": "error", "reason": "jobs_failed", "jobs": [...], "message": str}``: every job
+  has ended and the message lists each that did not succeed, with its reason;
+* ``{"status": "error", "reason": "poll_failed", "jobs": [{"kind", "name"}, ...], "message":
+  str}``: their status could not be read; the jobs were left as they were (an operator that
+  owns them should stop them).
 
 Killing: ``on_kill`` (Airflow 3.3+, called when a user marks the deferred task failed or
 success, or clears it) stops the jobs not yet ended if ``stop_on_kill``. It is never done in
@@ -33,17 +41,23 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_sm_provider._compat import BaseTrigger, TriggerEvent
-from airflow_sm_provider.hooks.jobs import SageMakerJobsHook, api_error
+from airflow_sm_provider.hooks.jobs import SageMakerJobsHook, api_error, jobs_hook
 from airflow_sm_provider.job_kinds import KINDS, JobKind, failure_lines
-from airflow_sm_provider.status_poll import Call, JobState, SageMakerApiError, run_poll_async
+from airflow_sm_provider.status_poll import (
+    Call,
+    JobState,
+    SageMakerApiError,
+    denied_warning,
+    is_not_stoppable,
+    poll_delay,
+    run_poll_async,
+    validate_jobs,
+)
 
-JITTER = 0.2
-
-
-def poll_delay(elapsed: float, poll_interval: float, max_poll_interval: float, rng: random.Random) -> float:
-    """Seconds to the next poll after ``elapsed`` seconds of waiting (no limit on the count)."""
-    base = min(max_poll_interval, max(poll_interval, elapsed / 10))
-    return min(max_poll_interval, base * rng.uniform(1 - JITTER, 1 + JITTER))
+#: ``reason`` of an error event whose wait failed while the jobs may still run.
+POLL_FAILED = "poll_failed"
+#: ``reason`` of an error event fired because jobs ended without success.
+JOBS_FAILED = "jobs_failed"
 
 
 class JobStatusTrigger(BaseTrigger):
@@ -78,6 +92,7 @@ class JobStatusTrigger(BaseTrigger):
         if not jobs:
             raise ValueError("JobStatusTrigger needs at least one job")
         self.jobs = [{"kind": JobKind(job["kind"]).value, "name": job["name"]} for job in jobs]
+        validate_jobs(self.refs)  # a name given as two kinds: refused here, not at the first poll
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.verify = verify
@@ -88,6 +103,7 @@ class JobStatusTrigger(BaseTrigger):
         self.stop_on_kill = stop_on_kill
         self.started_at = time.time() if started_at is None else started_at
         self._unfinished: set[str] | None = None  # known after the first poll of this instance
+        self._denied: set[str] = set()  # listing methods IAM denies: described instead
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -108,12 +124,7 @@ class JobStatusTrigger(BaseTrigger):
         )
 
     def hook(self) -> SageMakerJobsHook:
-        return SageMakerJobsHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-        )
+        return jobs_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
 
     @property
     def refs(self) -> list[tuple[JobKind, str]]:
@@ -130,25 +141,27 @@ class JobStatusTrigger(BaseTrigger):
 
             while True:
                 try:
-                    poll = await run_poll_async(self.refs, invoke)
+                    poll = await run_poll_async(self.refs, invoke, skip=self._denied)
                 except SageMakerApiError as error:
                     if not error.transient:
-                        yield TriggerEvent(self._error_event(error))
+                        yield TriggerEvent(self.poll_failed_event(error))
                         return
                     self.log.warning("Status poll failed, trying again: %s", error)
                 except BotoCoreError as error:
                     self.log.warning("Status poll failed, trying again: %s", error)
                 else:
+                    for method, message in poll.denied.items():
+                        self.log.warning(denied_warning(method, message))
+                    self._denied.update(poll.denied)
                     states = poll.states()
                     self._unfinished = {name for name, state in states.items() if not state.confirmed}
                     if not self._unfinished:
                         yield TriggerEvent(self.event(states))
                         return
                     self._log_progress(states)
+                elapsed = time.time() - self.started_at
                 await asyncio.sleep(
-                    poll_delay(
-                        time.time() - self.started_at, self.poll_interval, self.max_poll_interval, self._rng
-                    )
+                    poll_delay(elapsed, self.poll_interval, self.max_poll_interval, rng=self._rng)
                 )
 
     def event(self, states: Mapping[str, JobState]) -> dict[str, Any]:
@@ -163,11 +176,17 @@ class JobStatusTrigger(BaseTrigger):
         message = f"{len(failures)} of {len(summaries)} SageMaker job(s) did not succeed:\n" + "\n".join(
             failures
         )
-        return {"status": "error", "jobs": summaries, "message": message}
+        return {"status": "error", "reason": JOBS_FAILED, "jobs": summaries, "message": message}
 
-    def _error_event(self, error: SageMakerApiError) -> dict[str, Any]:
+    def poll_failed_event(self, error: Exception) -> dict[str, Any]:
+        """The event payload when the wait itself fails: the jobs did not fail, and may still run."""
         summaries = [{"kind": kind.value, "name": name} for kind, name in self.refs]
-        return {"status": "error", "jobs": summaries, "message": f"cannot poll job status: {error}"}
+        message = (
+            f"the wait failed, not the SageMaker job(s): cannot read their status ({error}); "
+            f"they were left as they were and may still be running: "
+            + ", ".join(f"{kind.value} job {name}" for kind, name in self.refs)
+        )
+        return {"status": "error", "reason": POLL_FAILED, "jobs": summaries, "message": message}
 
     def _log_progress(self, states: Mapping[str, JobState]) -> None:
         counts: dict[str, int] = {}
@@ -191,7 +210,10 @@ class JobStatusTrigger(BaseTrigger):
                 try:
                     await getattr(client, spec.stop_method)(**{spec.name_key: name})
                     self.log.info("Stop of SageMaker %s job %s requested", kind.value, name)
-                except ClientError as error:  # already ended, or gone
-                    self.log.info("SageMaker %s job %s not stopped: %s", kind.value, name, error)
+                except ClientError as error:
+                    failure = api_error(error, spec.stop_method)
+                    ended = is_not_stoppable(failure.code, failure.message)  # already ended, or gone
+                    log = self.log.info if ended else self.log.warning
+                    log("SageMaker %s job %s not stopped: %s", kind.value, name, failure)
 
             await asyncio.gather(*(stop(kind, name) for kind, name in targets))

@@ -12,6 +12,7 @@ from airflow_sm_provider.job_kinds import (
     KNOWN_SECONDARY,
     JobKind,
     Outcome,
+    can_attach,
     classify,
     failure_lines,
     job_summary,
@@ -34,6 +35,31 @@ def test_method_names_exist_in_the_api():
     for spec in KINDS.values():
         for method in (spec.create_method, spec.describe_method, spec.stop_method, spec.list_method):
             assert "".join(part.title() for part in method.split("_")) in operations
+
+
+def test_list_keys_and_search_resources_are_the_apis_own():
+    resources = set(MODEL.shape_for("ResourceType").enum)
+    for spec in KINDS.values():
+        operation = MODEL.operation_model("".join(part.title() for part in spec.list_method.split("_")))
+        assert spec.list_key in operation.output_shape.members
+        assert spec.search_resource is None or spec.search_resource in resources
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "secondary", "expected"),
+    [
+        (JobKind.TRAINING, "InProgress", "Training", True),
+        (JobKind.TRAINING, "InProgress", "Interrupted", True),
+        (JobKind.TRAINING, "Stopping", "Stopping", False),  # a killed try's job: never attached to
+        (JobKind.TRAINING, "Deleting", None, False),
+        (JobKind.TRAINING, "Stopped", "Stopped", False),
+        (JobKind.TRAINING, "Completed", "Completed", False),
+        (JobKind.PROCESSING, "InProgress", None, True),
+        (JobKind.PROCESSING, "Stopping", None, False),
+    ],
+)
+def test_a_retry_attaches_only_to_a_job_that_runs_on(kind, status, secondary, expected):
+    assert can_attach(kind, status, secondary) is expected
 
 
 @pytest.mark.parametrize(

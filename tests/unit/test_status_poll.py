@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from typing import Any
 
 import botocore.session
@@ -19,10 +20,14 @@ from airflow_sm_provider.naming import JobIdentity, job_name
 from airflow_sm_provider.status_poll import (
     MAX_FILTER_VALUE,
     MAX_FILTERS,
+    MAX_LIST_PAGES,
     Call,
     SageMakerApiError,
     StatusPoll,
+    is_access_denied,
     is_not_found,
+    is_not_stoppable,
+    poll_delay,
     run_poll,
     run_poll_async,
 )
@@ -44,6 +49,7 @@ class Service:
         self.processing = processing or {}
         self.calls: list[Call] = []
         self.hidden: set[str] = set()  # jobs the Search index does not show yet
+        self.denied: dict[str, str] = {}  # method -> error code the IAM policy answers with
 
     def record(self, name: str) -> dict[str, Any]:
         status, secondary = self.training[name]
@@ -52,6 +58,8 @@ class Service:
     def __call__(self, call: Call) -> dict[str, Any]:
         self.calls.append(call)
         params = call.params
+        if call.method in self.denied:
+            raise SageMakerApiError(call.method, self.denied[call.method], "not authorized", 400)
         if call.method == "search":
             records = [self.record(n) for n in self.training if n not in self.hidden]
             return run_search(records, params)
@@ -193,10 +201,71 @@ def test_processing_jobs_are_listed_by_shared_prefix_with_paging_and_early_stop(
 
 def test_unrelated_api_errors_propagate_with_their_code():
     def invoke(call: Call) -> dict:
-        raise SageMakerApiError("Search", "AccessDeniedException", "not allowed", 400)
+        raise SageMakerApiError("Search", "ValidationException", "bad expression", 400)
 
-    with pytest.raises(SageMakerApiError, match="AccessDeniedException: not allowed"):
+    with pytest.raises(SageMakerApiError, match="ValidationException: bad expression"):
         run_poll([(JobKind.TRAINING, "x")], invoke)
+
+
+def test_denied_describe_propagates_after_a_denied_listing():
+    def invoke(call: Call) -> dict:
+        raise SageMakerApiError(call.method, "AccessDeniedException", "not allowed", 400)
+
+    with pytest.raises(SageMakerApiError, match=r"describe_training_job.*AccessDeniedException"):
+        run_poll([(JobKind.TRAINING, "x")], invoke)
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "code"),
+    [
+        (JobKind.TRAINING, "search", "AccessDeniedException"),
+        (JobKind.PROCESSING, "list_processing_jobs", "UnauthorizedOperation"),
+    ],
+)
+def test_a_denied_listing_falls_back_to_a_describe_per_job_and_is_skipped_later(kind, method, code):
+    """IAM policies written for the Amazon provider grant Describe but often not Search / List."""
+    jobs = names(3)
+    if kind == JobKind.TRAINING:
+        service = Service({n: ("InProgress", "Training") for n in jobs})
+    else:
+        service = Service({}, {n: "InProgress" for n in jobs})
+    service.denied[method] = code
+    poll = run_poll([(kind, n) for n in jobs], service)
+    assert all(s.outcome == Outcome.RUNNING for s in poll.states().values())
+    assert set(poll.denied) == {method} and code in poll.denied[method]
+    describe = f"describe_{kind.value}_job"
+    assert service.count(method) == 1 and service.count(describe) == 3
+    service.calls.clear()
+    again = run_poll([(kind, n) for n in jobs], service, skip=poll.denied)
+    assert service.count(method) == 0 and service.count(describe) == 3 and not again.denied
+    assert all(s.outcome == Outcome.RUNNING for s in again.states().values())
+
+
+def test_mixed_case_processing_names_share_one_lower_case_prefix():
+    upper, lower = names(2, prefix="Preprocess"), names(2, prefix="preprocess")
+    service = Service({}, {n: "InProgress" for n in upper + lower})
+    states = run_poll([(JobKind.PROCESSING, n) for n in upper + lower], service).states()
+    assert all(s.outcome == Outcome.RUNNING for s in states.values())
+    assert [c.params["NameContains"] for c in service.calls] == ["preprocess-"]  # not "": the account
+
+
+def test_processing_listing_stops_after_a_few_pages_and_describes_the_rest():
+    ours = names(3, prefix="prep")
+    others = {f"prep-old{i:05d}": "Completed" for i in range(50 * MAX_LIST_PAGES * 100)}
+    service = Service({}, {**others, **{n: "InProgress" for n in ours}})  # ours listed last
+    states = run_poll([(JobKind.PROCESSING, n) for n in ours], service).states()
+    assert service.count("list_processing_jobs") == MAX_LIST_PAGES
+    assert service.count("describe_processing_job") == 3
+    assert all(s.outcome == Outcome.RUNNING for s in states.values())
+
+
+def test_states_are_kept_per_kind_and_a_name_of_two_kinds_is_refused():
+    with pytest.raises(ValueError, match="unique in one status poll"):
+        StatusPoll([(JobKind.TRAINING, "same"), (JobKind.PROCESSING, "SAME")])
+    service = Service({"Job-A": ("InProgress", "Training")}, {"job-b": "Completed"})
+    states = run_poll([(JobKind.TRAINING, "job-a"), (JobKind.PROCESSING, "Job-B")], service).states()
+    assert states["job-a"].kind == JobKind.TRAINING and states["job-a"].outcome == Outcome.RUNNING
+    assert states["Job-B"].kind == JobKind.PROCESSING and states["Job-B"].outcome == Outcome.SUCCEEDED
 
 
 def test_async_runner_matches_the_sync_one():
@@ -224,6 +293,40 @@ def test_async_runner_matches_the_sync_one():
 )
 def test_not_found_recognises_both_wordings(code, message, expected):
     assert is_not_found(code, message) is expected
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        (
+            "ValidationException",
+            "The request was rejected because the training job is in status Completed.",
+            True,
+        ),
+        ("ValidationException", "Could not find requested job with name x", True),
+        ("ValidationException", "1 validation error detected: Value 'a_b' at 'trainingJobName'", False),
+        ("AccessDeniedException", "not authorized to perform: sagemaker:StopTrainingJob", False),
+    ],
+)
+def test_only_an_ended_or_missing_job_counts_as_not_stoppable(code, message, expected):
+    assert is_not_stoppable(code, message) is expected
+
+
+def test_access_denied_codes():
+    assert is_access_denied("AccessDeniedException") and is_access_denied("UnauthorizedOperation")
+    assert not is_access_denied("ValidationException")
+
+
+def test_backoff_grows_with_jitter_up_to_the_maximum_and_never_gives_up():
+    rng = random.Random(1)
+    delays = [poll_delay(elapsed, 10, 300, rng=rng) for elapsed in range(0, 28 * 86400, 3600)]
+    assert len(delays) > 60  # far beyond the Amazon provider's 60-poll limit: still a delay
+    assert all(8 <= d <= 300 for d in delays)
+    assert poll_delay(0, 10, 300, rng=rng) <= 12
+    assert poll_delay(86400, 10, 300, rng=rng) == pytest.approx(300, rel=0.2)
+    assert len({round(poll_delay(0, 10, 300, rng=rng), 6) for _ in range(20)}) > 1  # jittered
+    assert [poll_delay(t, 10, 300, jitter=0) for t in (0, 200, 1000, 10**6)] == [10, 20, 100, 300]
+    assert poll_delay(0, 60, 30, jitter=0) == 60  # a maximum below the minimum is the minimum
 
 
 def test_throttling_and_server_errors_are_transient():

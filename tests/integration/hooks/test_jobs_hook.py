@@ -9,8 +9,9 @@ import time
 import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 
-from airflow_sm_provider.hooks.jobs import JobOwnershipError, SageMakerApiError, SageMakerJobsHook
+from airflow_sm_provider.hooks.jobs import JobOwnershipError, SageMakerApiError, SageMakerJobsHook, jobs_hook
 from airflow_sm_provider.job_kinds import JobKind, Outcome
 from airflow_sm_provider.naming import JobIdentity, job_name
 
@@ -59,9 +60,27 @@ def wait_terminal(hook: SageMakerJobsHook, name: str, timeout: float = 60) -> di
     return job
 
 
+def wait_secondary(hook: SageMakerJobsHook, name: str, secondary: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while (job := hook.describe_job(JobKind.TRAINING, name))["SecondaryStatus"] != secondary:
+        assert time.monotonic() < deadline, job["SecondaryStatus"]
+        time.sleep(0.05)
+
+
+def deny(**_) -> None:
+    """Fault injection in the test: the answer AWS gives a policy without sagemaker:Search."""
+    raise ClientError(
+        {
+            "Error": {"Code": "AccessDeniedException", "Message": "not authorized: sagemaker:Search"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        "Search",
+    )
+
+
 @pytest.fixture
 def hook(aws_env) -> SageMakerJobsHook:
-    return SageMakerJobsHook(aws_conn_id=None)
+    return jobs_hook(None)
 
 
 @pytest.fixture
@@ -82,6 +101,20 @@ def test_retry_attaches_to_the_running_job_instead_of_starting_a_second(hook, s3
     listed = hook.conn.list_training_jobs(NameContains=first.name)["TrainingJobSummaries"]
     assert len(listed) == 1
     assert hook.stop_job(JobKind.TRAINING, first.name) is True
+
+
+def test_retry_after_a_kill_does_not_attach_to_the_stopping_job(hook, s3_bucket, code):
+    """A killed try leaves its job Stopping; the retry must start the next job, not wait on that one."""
+    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
+    config = training_config(s3_bucket, code(script))
+    who = identity()
+    first = hook.start_job(JobKind.TRAINING, config, who)
+    wait_secondary(hook, first.name, "Training")
+    assert hook.stop_job(JobKind.TRAINING, first.name) is True
+    assert hook.describe_job(JobKind.TRAINING, first.name)["TrainingJobStatus"] == "Stopping"
+    retry = hook.start_job(JobKind.TRAINING, config, who)
+    assert retry.action == "created" and retry.name == job_name("hook-train", who, "2")
+    hook.stop_job(JobKind.TRAINING, retry.name)
 
 
 def test_completed_job_is_reused_failed_one_gets_a_new_name(hook, s3_bucket, code):
@@ -125,6 +158,14 @@ def test_client_errors_keep_their_code_and_message(hook):
     assert hook.stop_job(JobKind.PROCESSING, "no-such-job") is False
 
 
+def test_stop_swallows_only_an_ended_job(hook, s3_bucket, code):
+    done = hook.start_job(JobKind.TRAINING, training_config(s3_bucket, code("print(1)")), identity())
+    wait_terminal(hook, done.name)
+    assert hook.stop_job(JobKind.TRAINING, done.name) is False  # "... is in status Completed."
+    with pytest.raises(SageMakerApiError, match="ValidationException"):
+        hook.stop_job(JobKind.TRAINING, "not_a_valid_name!")
+
+
 def test_retries_default_to_adaptive_mode(hook):
     assert hook.conn.meta.config.retries["mode"] == "adaptive"
 
@@ -153,3 +194,30 @@ def test_batched_status_of_many_jobs_is_one_search_not_a_describe_each(engine, h
         assert all(s.confirmed and s.outcome == Outcome.STOPPED for s in states.values())
     finally:
         hook.conn.meta.events.unregister("before-call.sagemaker", record)
+
+
+def test_denied_search_falls_back_to_describes_and_is_not_tried_again(hook, s3_bucket, code):
+    config = training_config(s3_bucket, code("import time; time.sleep(30)"))
+    started = [hook.start_job(JobKind.TRAINING, config, identity()).name for _ in range(2)]
+    calls: list[str] = []
+
+    def record(model, **_) -> None:
+        calls.append(model.name)
+
+    hook.conn.meta.events.register("before-parameter-build.sagemaker", record)  # runs before deny
+    hook.conn.meta.events.register("before-call.sagemaker.Search", deny)
+    try:
+        for expected in (
+            ["Search", "DescribeTrainingJob", "DescribeTrainingJob"],
+            ["DescribeTrainingJob"] * 2,
+        ):
+            calls.clear()
+            states = hook.job_states([(JobKind.TRAINING, name) for name in started])
+            assert calls == expected
+            assert all(s.outcome == Outcome.RUNNING for s in states.values())
+        assert hook.denied_listings == {"search"}
+    finally:
+        hook.conn.meta.events.unregister("before-parameter-build.sagemaker", record)
+        hook.conn.meta.events.unregister("before-call.sagemaker.Search", deny)
+        for name in started:
+            hook.stop_job(JobKind.TRAINING, name)

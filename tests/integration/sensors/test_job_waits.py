@@ -10,6 +10,7 @@ import time
 import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 
 from airflow_sm_provider._compat import AirflowException
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
@@ -165,3 +166,57 @@ def test_sensor_poke_raises_listing_the_failed_job(start):
     sensor = JobSensor(task_id="s", jobs=[name], job_kind="training", aws_conn_id=None, deferrable=False)
     with pytest.raises(AirflowException, match=f"{name} ended Failed"):
         sensor.poke({})
+
+
+def denying(monkeypatch, *operations: str) -> None:
+    """Fault injection in the test: the trigger's client answers ``operations`` AccessDenied,
+    as AWS does for an IAM policy written for the Amazon provider (no sagemaker:Search)."""
+
+    def deny(model, **_) -> None:
+        raise ClientError(
+            {
+                "Error": {
+                    "Code": "AccessDeniedException",
+                    "Message": f"not authorized: sagemaker:{model.name}",
+                },
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            model.name,
+        )
+
+    class Denying:
+        def __init__(self, context) -> None:
+            self.context = context
+
+        async def __aenter__(self):
+            client = await self.context.__aenter__()
+            for operation in operations:
+                client.meta.events.register(f"before-call.sagemaker.{operation}", deny)
+            return client
+
+        async def __aexit__(self, *exc):
+            return await self.context.__aexit__(*exc)
+
+    real = SageMakerJobsHook.get_async_conn
+
+    async def get_async_conn(self):
+        return Denying(await real(self))
+
+    monkeypatch.setattr(SageMakerJobsHook, "get_async_conn", get_async_conn)
+
+
+def test_a_denied_search_is_waited_through_with_describes(start, monkeypatch):
+    denying(monkeypatch, "Search")
+    name = start("import time; time.sleep(1)", "nosearch")
+    event = asyncio.run(first_event(trigger(name)))
+    assert event["status"] == "success" and event["jobs"][0]["status"] == "Completed"
+
+
+def test_a_failed_poll_says_the_wait_failed_and_leaves_the_job(start, monkeypatch):
+    denying(monkeypatch, "Search", "DescribeTrainingJob")
+    name = start("import time; time.sleep(30)", "noaccess")
+    event = asyncio.run(first_event(trigger(name)))
+    assert event["status"] == "error" and event["reason"] == "poll_failed"
+    assert "the wait failed, not the SageMaker job(s)" in event["message"]
+    assert start.hook.describe_job(JobKind.TRAINING, name)["TrainingJobStatus"] == "InProgress"
+    start.hook.stop_job(JobKind.TRAINING, name)

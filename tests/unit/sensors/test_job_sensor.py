@@ -10,6 +10,7 @@ import pytest
 from airflow_sm_provider._compat import AirflowException
 from airflow_sm_provider.job_kinds import JobKind
 from airflow_sm_provider.sensors.jobs import DEFAULT_TIMEOUT, JobSensor, job_refs
+from airflow_sm_provider.status_poll import SageMakerApiError
 
 
 def test_accepts_summaries_mapped_lists_and_plain_names():
@@ -25,11 +26,46 @@ def test_rejects_what_it_cannot_wait_on(jobs):
         job_refs(jobs)
 
 
-def test_defaults_outlast_sagemakers_28_days_and_jobs_are_templated():
+def test_defaults_outlast_28_days_pending_plus_28_running_and_all_arguments_are_templated():
     sensor = JobSensor(task_id="s", jobs="x", job_kind="training")
-    assert sensor.timeout == DEFAULT_TIMEOUT > 28 * 86400
-    assert sensor.deferrable and "jobs" in sensor.template_fields
+    assert sensor.timeout == DEFAULT_TIMEOUT > (28 + 28) * 86400
+    assert sensor.deferrable and not sensor.stop_on_kill
+    assert {"jobs", "job_kind", "botocore_config", "stopped_ok"} <= set(sensor.template_fields)
     assert "hook" not in sensor.__dict__
+
+
+class FailingHook:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def job_states(self, refs):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SageMakerApiError("Search", "ThrottlingException", "Rate exceeded", 400),
+        SageMakerApiError("Search", "InternalFailure", "oops", 500),
+        "connection",
+    ],
+)
+def test_a_transient_poke_error_pokes_again(error):
+    from botocore.exceptions import EndpointConnectionError
+
+    if error == "connection":
+        error = EndpointConnectionError(endpoint_url="https://api.sagemaker.example")
+    sensor = JobSensor(task_id="s", jobs="x", job_kind="training", deferrable=False)
+    sensor.__dict__["hook"] = FailingHook(error)
+    assert sensor.poke({}) is False
+
+
+def test_a_lasting_poke_error_fails():
+    sensor = JobSensor(task_id="s", jobs="x", job_kind="training", deferrable=False)
+    denied = SageMakerApiError("DescribeTrainingJob", "AccessDeniedException", "no", 400)
+    sensor.__dict__["hook"] = FailingHook(denied)
+    with pytest.raises(SageMakerApiError, match="AccessDenied"):
+        sensor.poke({})
 
 
 def test_execute_complete_raises_listing_failures_and_returns_summaries():

@@ -1,14 +1,12 @@
-"""JobStatusTrigger's pure parts: serialization, backoff without a give-up, the event payload."""
+"""JobStatusTrigger's pure parts: serialization, the event payloads, what it refuses."""
 
 from __future__ import annotations
-
-import random
 
 import pytest
 
 from airflow_sm_provider.job_kinds import JobKind, Outcome
-from airflow_sm_provider.status_poll import JobState
-from airflow_sm_provider.triggers.jobs import JobStatusTrigger, poll_delay
+from airflow_sm_provider.status_poll import JobState, SageMakerApiError
+from airflow_sm_provider.triggers.jobs import JobStatusTrigger
 
 JOBS = [{"kind": "training", "name": "a"}, {"kind": "processing", "name": "b"}]
 
@@ -22,17 +20,6 @@ def test_serialized_kwargs_rebuild_the_same_trigger():
     rebuilt = JobStatusTrigger(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
     assert kwargs["started_at"] == trigger.started_at  # the backoff schedule survives a restart
-
-
-def test_backoff_grows_with_jitter_up_to_the_maximum_and_never_gives_up():
-    rng = random.Random(1)
-    delays = [poll_delay(elapsed, 10, 300, rng) for elapsed in range(0, 28 * 86400, 3600)]
-    assert len(delays) > 60  # far beyond the Amazon provider's 60-poll limit: still a delay
-    assert all(8 <= d <= 300 for d in delays)
-    assert poll_delay(0, 10, 300, rng) <= 12 and poll_delay(86400, 10, 300, rng) == pytest.approx(
-        300, rel=0.2
-    )
-    assert len({round(poll_delay(0, 10, 300, rng), 6) for _ in range(20)}) > 1  # jittered
 
 
 def _state(kind, name, status, secondary=None, reason=None):
@@ -58,6 +45,7 @@ def test_event_waits_for_all_then_lists_every_failure():
         }
     )
     assert event["status"] == "error" and [j["name"] for j in event["jobs"]] == ["a", "b", "c"]
+    assert event["reason"] == "jobs_failed"
     assert "2 of 3" in event["message"]
     assert "a ended Failed / Failed: AlgorithmError: boom" in event["message"]
     assert "c ended Stopped / MaxRuntimeExceeded" in event["message"]
@@ -70,8 +58,19 @@ def test_user_stop_is_an_error_unless_stopped_ok(stopped_ok, status):
     assert event["status"] == status
 
 
-def test_rejects_no_jobs_and_unknown_kinds():
+def test_rejects_no_jobs_unknown_kinds_and_a_name_of_two_kinds():
     with pytest.raises(ValueError):
         JobStatusTrigger(jobs=[])
     with pytest.raises(ValueError):
         JobStatusTrigger(jobs=[{"kind": "transform", "name": "x"}])
+    with pytest.raises(ValueError, match="a training and a processing job"):
+        JobStatusTrigger(jobs=[{"kind": "training", "name": "x"}, {"kind": "processing", "name": "X"}])
+
+
+def test_a_failed_poll_says_the_wait_failed_not_the_jobs():
+    trigger = JobStatusTrigger(jobs=JOBS)
+    event = trigger.poll_failed_event(SageMakerApiError("DescribeTrainingJob", "AccessDeniedException", "no"))
+    assert event["status"] == "error" and event["reason"] == "poll_failed"
+    assert event["message"].startswith("the wait failed, not the SageMaker job(s)")
+    assert "may still be running" in event["message"] and "AccessDeniedException" in event["message"]
+    assert [j["name"] for j in event["jobs"]] == ["a", "b"]
