@@ -2,7 +2,10 @@
 
 Everything else in the package imports Airflow names from here. Only cheap names live at
 module level: DAG files import our operators at parse time. DAG-authoring names (``DAG``,
-``Param``, ``task``) and the exceptions tests catch are resolved on first access instead.
+``Param``, ``task``), the trigger bases (only the triggerer and a deferring worker need them),
+``XCom`` (read when the UI renders a link) and the exceptions tests catch are resolved on first
+access instead, through the module ``__getattr__``; ``from airflow_sm_provider._compat import
+BaseTrigger`` works the same way.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ except ImportError:  # Airflow 2.11
 
     AIRFLOW_V3 = False
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
 if TYPE_CHECKING:  # at run time, ``__getattr__`` below resolves these for the installed Airflow
     from airflow.sdk import DAG, Param, task
     from airflow.sdk.exceptions import ParamValidationError, TaskDeferred
+    from airflow.sdk.execution_time.xcom import XCom
+    from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 # Resolved on first access: name -> (Airflow 3 module, Airflow 2.11 module).
 _LAZY: dict[str, tuple[str, str]] = {
@@ -40,6 +43,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ParamValidationError": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "task": ("airflow.sdk", "airflow.decorators"),
+    "BaseTrigger": ("airflow.triggers.base", "airflow.triggers.base"),
+    "TriggerEvent": ("airflow.triggers.base", "airflow.triggers.base"),
+    "XCom": ("airflow.sdk.execution_time.xcom", "airflow.models.xcom"),
 }
 
 __all__ = [
@@ -56,6 +62,7 @@ __all__ = [
     "ParamValidationError",
     "TaskDeferred",
     "TriggerEvent",
+    "XCom",
     "conf",
     "default_deferrable",
     "load_dag_bag",

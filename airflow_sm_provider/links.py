@@ -5,13 +5,19 @@ partition, job name) to XCom in ``execute`` and ``get_link`` formats it. We do n
 ``BaseAwsLink``: its module pulls in ``airflow.providers.amazon.aws.utils`` and the common
 compat SDK at DAG-parse time, and it only knows three partitions. This class sits on the
 task SDK's ``BaseOperatorLink`` (already imported by every operator) and reads XCom lazily.
+The console URL fragment of each kind comes from the job-kind table.
+
+A link is a convenience: ``persist`` runs after the job was created, so it never fails the
+task (an ARN it cannot parse is logged and leaves no link).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_sm_provider._compat import BaseOperatorLink
+from airflow_sm_provider.job_kinds import KINDS, JobKind
 
 if TYPE_CHECKING:
     from airflow_sm_provider._compat import BaseOperator, Context
@@ -27,8 +33,7 @@ CONSOLE_DOMAINS = {
     "aws-iso": "console.c2s.ic.gov",
     "aws-iso-b": "console.sc2s.sgov.gov",
 }
-# Fragments of the SageMaker console's single-page app.
-CONSOLE_PATHS = {"training": "jobs", "processing": "processing-jobs"}
+log = logging.getLogger(__name__)
 
 
 def console_url(kind: str, *, partition: str, region_name: str, job_name: str) -> str:
@@ -36,7 +41,7 @@ def console_url(kind: str, *, partition: str, region_name: str, job_name: str) -
     domain = CONSOLE_DOMAINS.get(partition)
     if not domain or not region_name or not job_name:
         return ""
-    return f"https://{domain}/sagemaker/home?region={region_name}#/{CONSOLE_PATHS[kind]}/{job_name}"
+    return f"https://{domain}/sagemaker/home?region={region_name}#/{KINDS[JobKind(kind)].console_path}/{job_name}"
 
 
 def arn_location(arn: str) -> tuple[str, str]:
@@ -55,7 +60,7 @@ class SageMakerJobLink(BaseOperatorLink):
     kind: ClassVar[str]
 
     def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
-        from airflow.providers.common.compat.sdk import XCom
+        from airflow_sm_provider._compat import XCom
 
         data = XCom.get_value(key=self.key, ti_key=ti_key)
         if not isinstance(data, dict):
@@ -72,7 +77,11 @@ class SageMakerJobLink(BaseOperatorLink):
         """Store the link's data in XCom (the job's partition and region come from its ARN)."""
         if not operator.do_xcom_push:
             return
-        partition, region_name = arn_location(job_arn)
+        try:
+            partition, region_name = arn_location(job_arn)
+        except ValueError as error:
+            log.warning("No console link for SageMaker job %s: %s", job_name, error)
+            return
         context["ti"].xcom_push(
             key=cls.key, value={"partition": partition, "region_name": region_name, "job_name": job_name}
         )

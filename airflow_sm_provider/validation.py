@@ -15,9 +15,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_sm_provider.naming import TAG_PREFIX, JobIdentity, identity_tags
+
 # SageMaker's own limits: training jobs may run 28 days, processing jobs 9 days (777,600 s).
 MAX_RUNTIME_SECONDS = {"training": 28 * 24 * 3600, "processing": 777_600}
+# A training job may wait 30 minutes to 28 days for capacity (MaxPendingTimeInSeconds).
+PENDING_SECONDS = (1800, 28 * 24 * 3600)
 NAME_KEYS = {"training": "TrainingJobName", "processing": "ProcessingJobName"}
+# Environment: at most 100 variables; key and value length per kind.
+MAX_ENVIRONMENT = 100
+ENVIRONMENT_LENGTH = {"training": 512, "processing": 256}
+# HyperParameters: at most 100, keys up to 256 characters, values up to 2,500.
+MAX_HYPERPARAMETERS = 100
+HYPERPARAMETER_LENGTHS = (256, 2500)
+# SageMaker takes 50 tags per job; the hook adds the identity tags to the user's.
+MAX_TAGS = 50
+MAX_USER_TAGS = MAX_TAGS - len(identity_tags(JobIdentity("", "", "", ""), ""))
 
 # Fields that Jinja renders as strings and the API wants as integers (the Amazon provider's
 # ``integer_fields``, plus the ones it misses). Paths walk into every element of a list.
@@ -45,6 +58,7 @@ _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9-]+")
 _BUCKET = re.compile(r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 _INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
+_ENVIRONMENT_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 class ConfigValidationError(ValueError):
@@ -118,7 +132,8 @@ def validate_config(kind: str, config: Any, *, name_max_length: int = 63) -> Non
         )
     checker.job_name(config, NAME_KEYS[kind], name_max_length)
     checker.role_arn(config)
-    checker.string_map(config, "Environment", value_max=1024)
+    length = ENVIRONMENT_LENGTH[kind]
+    checker.string_map(config, "Environment", MAX_ENVIRONMENT, length, length, key_pattern=_ENVIRONMENT_KEY)
     checker.tags(config)
     if kind == "training":
         _check_training(checker, config)
@@ -135,7 +150,7 @@ def _check_training(checker: _Checker, config: Mapping[str, Any]) -> None:
         checker.require(algorithm, "TrainingInputMode", "config.AlgorithmSpecification")
         if not algorithm.get("TrainingImage") and not algorithm.get("AlgorithmName"):
             checker.fail("config.AlgorithmSpecification", "needs TrainingImage or AlgorithmName")
-    checker.string_map(config, "HyperParameters", value_max=2500)
+    checker.string_map(config, "HyperParameters", MAX_HYPERPARAMETERS, *HYPERPARAMETER_LENGTHS)
     output = checker.mapping(config, "OutputDataConfig", "config", required=True)
     if output is not None:
         checker.s3_uri(output, "S3OutputPath", "config.OutputDataConfig", required=True)
@@ -157,6 +172,9 @@ def _check_training(checker: _Checker, config: Mapping[str, Any]) -> None:
             stopping, "MaxRuntimeInSeconds", where, required=True, maximum=MAX_RUNTIME_SECONDS["training"]
         )
         wait = checker.positive_int(stopping, "MaxWaitTimeInSeconds", where)
+        checker.positive_int(
+            stopping, "MaxPendingTimeInSeconds", where, minimum=PENDING_SECONDS[0], maximum=PENDING_SECONDS[1]
+        )
         if config.get("EnableManagedSpotTraining") is True:
             if wait is None and "MaxWaitTimeInSeconds" not in stopping:
                 checker.fail(f"{where}.MaxWaitTimeInSeconds", "is required with EnableManagedSpotTraining")
@@ -356,6 +374,7 @@ class _Checker:
         where: str,
         required: bool = False,
         maximum: int | None = None,
+        minimum: int = 1,
     ) -> int | None:
         value = node.get(key)
         if value is None:
@@ -365,8 +384,9 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(f"{where}.{key}", f"must be an integer, got {type(value).__name__} {value!r}")
             return None
-        if value < 1:
-            self.fail(f"{where}.{key}", f"must be positive, got {value}")
+        if value < minimum:
+            rule = "must be positive" if minimum == 1 else f"must be at least {minimum:,}"
+            self.fail(f"{where}.{key}", f"{rule}, got {value:,}")
             return None
         if maximum is not None and value > maximum:
             self.fail(f"{where}.{key}", f"must be at most {maximum:,}, got {value:,}")
@@ -392,24 +412,53 @@ class _Checker:
         elif len(value) > 1024:
             self.fail(f"{where}.{key}", "must be at most 1024 characters")
 
-    def string_map(self, config: Mapping[str, Any], key: str, value_max: int) -> None:
+    def string_map(
+        self,
+        config: Mapping[str, Any],
+        key: str,
+        max_items: int,
+        key_max: int,
+        value_max: int,
+        key_pattern: re.Pattern[str] | None = None,
+    ) -> None:
         value = config.get(key)
         if value is None:
             return
         if not isinstance(value, Mapping):
             self.fail(f"config.{key}", f"must be a dict of strings, got {type(value).__name__}")
             return
+        if len(value) > max_items:
+            self.fail(f"config.{key}", f"may hold at most {max_items} entries, got {len(value)}")
         for name, item in value.items():
+            where = f"config.{key}.{name}"
+            if not isinstance(name, str) or len(name) > key_max:
+                self.fail(where, f"name must be a string of at most {key_max} characters")
+            elif key_pattern is not None and not key_pattern.fullmatch(name):
+                self.fail(where, f"name must match {key_pattern.pattern}")
             if not isinstance(item, str):
                 self.fail(
-                    f"config.{key}.{name}",
+                    where,
                     f"must be a string (SageMaker passes these as text), got {type(item).__name__} {item!r}",
                 )
             elif len(item) > value_max:
-                self.fail(f"config.{key}.{name}", f"must be at most {value_max} characters")
+                self.fail(where, f"must be at most {value_max} characters, got {len(item)}")
 
     def tags(self, config: Mapping[str, Any]) -> None:
-        for i, tag in enumerate(self.items(config, "Tags", "config", maximum=50)):
+        """User tags: room must be left for the identity tags, whose prefix is reserved."""
+        tags = self.items(config, "Tags", "config")
+        if isinstance(config.get("Tags"), list) and len(config["Tags"]) > MAX_USER_TAGS:
+            self.fail(
+                "config.Tags",
+                f"may hold at most {MAX_USER_TAGS} tags (SageMaker's {MAX_TAGS} minus the "
+                f"{MAX_TAGS - MAX_USER_TAGS} identity tags this provider adds), got {len(config['Tags'])}",
+            )
+        for i, tag in enumerate(tags):
             for part in ("Key", "Value"):
                 if not isinstance(tag.get(part), str):
                     self.fail(f"config.Tags[{i}].{part}", "must be a string")
+            if isinstance(tag.get("Key"), str) and tag["Key"].startswith(TAG_PREFIX):
+                self.fail(
+                    f"config.Tags[{i}].Key",
+                    f"must not start with {TAG_PREFIX!r}: the prefix is reserved for the tags that "
+                    f"tie a job to its task, got {tag['Key']!r}",
+                )

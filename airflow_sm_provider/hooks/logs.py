@@ -9,6 +9,13 @@ that timestamp, so an event ingested late with an older timestamp is skipped and
 goes wrong when several events share a millisecond. Here every poll lists all of the job's
 streams (all pages) and each stream resumes from its own ``nextForwardToken``: CloudWatch hands
 out each event after that token exactly once, whatever its timestamp.
+
+:meth:`JobLogTailer.tail` is the other read: the last lines of each stream, for a job that has
+already ended (after a deferred wait), where the failure is, rather than the head of the log.
+
+Errors: a log group that does not exist yet is no lines; any other error (access denied,
+throttling, a network failure) is raised, and the operator decides what to do (it logs one
+warning and stops tailing: logs never change a task's outcome).
 """
 
 from __future__ import annotations
@@ -17,8 +24,13 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 # Pages read from one stream per poll; the rest is read on the next poll (its token is kept).
 MAX_PAGES_PER_STREAM = 50
+# Lines of each stream ``tail`` returns by default, and the pages it reads at most per stream.
+TAIL_LINES = 200
+MAX_TAIL_PAGES = 5
 
 
 @dataclass(frozen=True)
@@ -55,8 +67,10 @@ class JobLogTailer:
         while True:
             try:
                 page = self.client.describe_log_streams(**kwargs)
-            except self.client.exceptions.ResourceNotFoundException:
-                return names  # the group appears with the first line any job writes
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    return names  # the group appears with the first line any job writes
+                raise
             names.extend(stream["logStreamName"] for stream in page.get("logStreams", []))
             if not page.get("nextToken") or page["nextToken"] == kwargs.get("nextToken"):
                 return names
@@ -82,6 +96,34 @@ class JobLogTailer:
             if self.tokens[stream] == token:
                 break
         return lines
+
+    def tail(self, limit: int = TAIL_LINES) -> list[LogLine]:
+        """The last ``limit`` events of each of the job's streams, merged by timestamp.
+
+        Reads backwards from the end of each stream (``startFromHead=False``); pages holding no
+        event (a gap in time) are read through, up to ``MAX_TAIL_PAGES`` per stream.
+        """
+        per_stream = [self._read_end(stream, limit) for stream in sorted(self._stream_names())]
+        return list(heapq.merge(*per_stream, key=lambda line: line.timestamp))
+
+    def _read_end(self, stream: str, limit: int) -> list[LogLine]:
+        lines: list[LogLine] = []
+        kwargs: dict[str, Any] = {
+            "logGroupName": self.log_group,
+            "logStreamName": stream,
+            "startFromHead": False,
+            "limit": limit,
+        }
+        for _ in range(MAX_TAIL_PAGES):
+            page = self.client.get_log_events(**kwargs)
+            events = page.get("events", [])
+            lines[:0] = [LogLine(stream, event["timestamp"], event["message"]) for event in events]
+            token = page.get("nextBackwardToken")
+            if len(lines) >= limit or not token or token == kwargs.get("nextToken"):
+                break
+            kwargs["nextToken"] = token
+            kwargs["limit"] = limit - len(lines)
+        return lines[-limit:]
 
     def short_name(self, stream: str) -> str:
         """The stream name without the job prefix (``algo-1-1700000000``)."""

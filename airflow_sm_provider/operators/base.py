@@ -8,6 +8,12 @@ into the task log. ``execute_complete`` validates the trigger's event and raises
 reports success. ``on_kill`` stops a job the task is waiting on. The XCom is always the small
 ``job_summary`` dict, never the describe response.
 
+A failed task never leaves its job running: when the wait itself fails (the trigger could not
+poll, or polling raised something other than a transient error), the job is stopped before the
+task fails, and the error says so. Throttling, server and connection errors are logged and
+polled again. Reading CloudWatch Logs never changes a task's outcome: a failure to read them
+is logged once and tailing is turned off.
+
 Parse cost: this module imports only the task SDK bases and pure modules; hooks, triggers and
 botocore are imported inside the methods that run on a worker.
 
@@ -19,7 +25,7 @@ stopping on kill matters more than the worker slot.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,8 +36,9 @@ from airflow_sm_provider._compat import (
     conf,
     default_deferrable,
 )
-from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, job_summary
+from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, classify, failure_lines, job_summary
 from airflow_sm_provider.naming import MAX_PREFIX_LENGTH, JobIdentity
+from airflow_sm_provider.status_poll import SageMakerApiError, poll_delay
 from airflow_sm_provider.validation import (
     ConfigValidationError,
     coerce_integers,
@@ -43,12 +50,13 @@ from airflow_sm_provider.validation import (
 if TYPE_CHECKING:
     from airflow_sm_provider._compat import Context
     from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
-    from airflow_sm_provider.hooks.logs import JobLogTailer
+    from airflow_sm_provider.hooks.logs import JobLogTailer, LogLine
     from airflow_sm_provider.links import SageMakerJobLink
 
 NAMESPACE_SECTION = "sagemaker_provider"
-BACKOFF_FACTOR = 1.5
 _WAITING = (Outcome.PENDING, Outcome.RUNNING)
+#: Trigger event ``reason`` meaning the wait failed, not the job: the job may still run.
+POLL_FAILED = "poll_failed"
 
 
 def default_namespace() -> str:
@@ -76,10 +84,12 @@ class SageMakerJobOperator(BaseOperator):
         returns once the job is started; wait with ``JobSensor``.
     :param deferrable: wait in the triggerer instead of a worker slot; default
         ``[operators] default_deferrable``, else True.
-    :param print_log: copy the job's CloudWatch Logs into the task log (while polling; after
-        the job ends when deferred) and log status changes.
-    :param poll_interval: first delay between status polls, in seconds; grows by half each
-        poll up to ``max_poll_interval`` and starts over when the status changes.
+    :param print_log: copy the job's CloudWatch Logs into the task log (all of it while
+        polling; the last lines of each stream after the job ends when deferred) and log
+        status changes.
+    :param poll_interval: first delay between status polls, in seconds; grows with the time
+        since the status last changed (``status_poll.poll_delay``, the trigger's backoff) up to
+        ``max_poll_interval``.
     :param max_poll_interval: longest delay between polls, in seconds.
     :param force_new: start a new job even if this task already completed one with the same
         config (a retry normally reuses it).
@@ -141,13 +151,14 @@ class SageMakerJobOperator(BaseOperator):
         self.namespace = namespace
         self.job_name: str | None = None
         self._job_done = False
+        self._stop_requested = False
 
     @cached_property
     def hook(self) -> SageMakerJobsHook:
         """Built on first use on the worker, never at DAG parse time."""
-        from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
+        from airflow_sm_provider.hooks.jobs import jobs_hook
 
-        return SageMakerJobsHook(**self._aws_kwargs())
+        return jobs_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
 
     def _aws_kwargs(self) -> dict[str, Any]:
         return {
@@ -176,7 +187,8 @@ class SageMakerJobOperator(BaseOperator):
             return job_summary(self.job_kind, self.hook.describe_job(self.job_kind, started.name))
         if started.action == "reused":  # a completed job of this task with the same config
             self._job_done = True
-            return self._finish(self.hook.describe_job(self.job_kind, started.name), Outcome.SUCCEEDED)
+            summary = job_summary(self.job_kind, self.hook.describe_job(self.job_kind, started.name))
+            return self._finish(summary, Outcome.SUCCEEDED)
         if self.deferrable:
             self.defer(trigger=self._trigger(started.name), method_name="execute_complete")
         return self._wait(started.name)
@@ -255,83 +267,150 @@ class SageMakerJobOperator(BaseOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger fired: raise unless it reports success."""
+        """Resume after the trigger fired: raise unless it reports success.
+
+        An error event about the wait itself (the trigger could not poll, or reports a job that
+        has not ended) stops the job before the task fails.
+        """
         if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
             raise AirflowException(f"unexpected trigger event: {event!r}")
         summaries = [job for job in event.get("jobs") or [] if isinstance(job, dict)]
-        self._job_done = True
         if summaries:
             self.job_name = summaries[0].get("name") or self.job_name
+        message = str(event.get("message") or "")
+        if event["status"] == "error" and (
+            event.get("reason") == POLL_FAILED or not summaries or any(map(self._may_run, summaries))
+        ):
+            what = self._stop("the wait for it failed")
+            raise AirflowException(f"{message or 'the wait for the SageMaker job failed'}\n{what}")
+        self._job_done = True
         if self.print_log and self.job_name:
-            self._print_logs(self._log_tailer(self.job_name))
+            self._print_logs(self.job_name, lambda tailer: tailer.tail())
         if event["status"] != "success":
-            raise AirflowException(_failure_message(event.get("message"), summaries))
+            lines = failure_lines(summaries, stopped_ok=self.stopped_ok)
+            raise AirflowException(message or "\n".join(lines) or "SageMaker job did not succeed")
         if not summaries:
             raise AirflowException(f"trigger reported success without the job's summary: {event!r}")
         return summaries[0]
 
+    def _may_run(self, summary: dict[str, Any]) -> bool:
+        """Whether a job summary leaves the job possibly running (no terminal status)."""
+        status = summary.get("status")
+        if status is None:  # a job that does not exist carries its reason; others are unknown
+            return not summary.get("failure_reason")
+        try:
+            kind = JobKind(summary.get("kind") or self.job_kind)
+        except ValueError:
+            return True
+        return not classify(kind, status, summary.get("secondary_status"))[0].terminal
+
     # ---------------------------------------------------------------- polling
 
     def _wait(self, job_name: str) -> dict[str, Any]:
-        """Poll the batched status call with backoff, tailing logs and status changes."""
-        tailer = self._log_tailer(job_name) if self.print_log else None
-        interval, seen = self.poll_interval, None
-        while True:
-            state = self.hook.job_states([(self.job_kind, job_name)])[job_name]
-            progress = (state.status, state.secondary_status)
-            if progress != seen:
-                self.log.info("Job %s: %s", job_name, " / ".join(p for p in progress if p))
-                interval, seen = self.poll_interval, progress
-            if tailer:
-                self._print_logs(tailer)
-            if state.outcome not in _WAITING:
-                break
-            time.sleep(interval)
-            interval = min(interval * BACKOFF_FACTOR, self.max_poll_interval)
-        self._job_done = True
-        describe = self.hook.describe_job(self.job_kind, job_name)
-        if tailer:
-            self._print_logs(tailer)
-        return self._finish(describe, state.outcome)
+        """Poll until the job ends; if anything else ends the wait, stop the job and re-raise."""
+        try:
+            return self._poll(job_name)
+        except BaseException as error:
+            if not self._job_done:
+                error.add_note(self._stop("the wait for it failed"))
+            raise
 
-    def _finish(self, describe: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    def _poll(self, job_name: str) -> dict[str, Any]:
+        """Poll the batched status call with backoff, tailing logs and status changes.
+
+        Transient errors (throttling, server and connection errors that outlast botocore's
+        retries) are logged and polled again; any other error is raised.
+        """
+        from botocore.exceptions import BotoCoreError
+
+        tailing = self.print_log
+        seen, changed_at = None, time.monotonic()
+        while True:
+            try:
+                state = self.hook.job_states([(self.job_kind, job_name)])[job_name]
+                progress = (state.status, state.secondary_status)
+                if progress != seen:
+                    self.log.info("Job %s: %s", job_name, " / ".join(p for p in progress if p))
+                    seen, changed_at = progress, time.monotonic()
+                if tailing:
+                    tailing = self._print_logs(job_name, lambda tailer: tailer.poll())
+                if state.outcome not in _WAITING:
+                    summary = state.summary or job_summary(
+                        self.job_kind, self.hook.describe_job(self.job_kind, job_name)
+                    )
+                    break
+            except (SageMakerApiError, BotoCoreError) as error:
+                if isinstance(error, SageMakerApiError) and not error.transient:
+                    raise
+                self.log.warning("Status poll of job %s failed, trying again: %s", job_name, error)
+            time.sleep(poll_delay(time.monotonic() - changed_at, self.poll_interval, self.max_poll_interval))
+        self._job_done = True
+        if tailing:
+            self._print_logs(job_name, lambda tailer: tailer.poll())
+        return self._finish(summary, state.outcome)
+
+    def _finish(self, summary: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
         """The XCom summary of an ended job; raise unless it succeeded (or stopped, if that is ok)."""
-        summary = job_summary(self.job_kind, describe)
         if outcome == Outcome.SUCCEEDED or (outcome == Outcome.STOPPED and self.stopped_ok):
             if summary.get("billable_seconds") is not None:
                 self.log.info("Billable seconds: %s", summary["billable_seconds"])
             return summary
-        raise AirflowException(_failure_message(None, [summary]))
+        lines = failure_lines([summary], stopped_ok=self.stopped_ok)
+        raise AirflowException("\n".join(lines) or f"SageMaker job {summary.get('name')} did not succeed")
 
-    def _log_tailer(self, job_name: str) -> JobLogTailer:
+    # ---------------------------------------------------------------- logs
+
+    @cached_property
+    def _log_tailer(self) -> JobLogTailer:
         from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
 
         from airflow_sm_provider.hooks.logs import JobLogTailer
 
         client = AwsLogsHook(**self._aws_kwargs()).conn
-        return JobLogTailer(client, KINDS[self.job_kind].log_group, job_name)
+        return JobLogTailer(client, KINDS[self.job_kind].log_group, self.job_name or "")
 
-    def _print_logs(self, tailer: JobLogTailer) -> None:
-        for line in tailer.poll():
+    def _print_logs(self, job_name: str, read: Callable[[JobLogTailer], list[LogLine]]) -> bool:
+        """Copy the lines ``read`` returns into the task log; False once logs cannot be read.
+
+        Any error (access denied, throttling, no connection) is logged once as a warning: the
+        job's outcome, not its logs, decides the task's.
+        """
+        try:
+            tailer = self._log_tailer
+            lines = read(tailer)
+        except Exception as error:
+            self.log.warning(
+                "Cannot read the CloudWatch Logs of job %s, not copying them any more: %s", job_name, error
+            )
+            return False
+        for line in lines:
             self.log.info("[%s] %s", tailer.short_name(line.stream), line.message)
+        return True
 
     # ---------------------------------------------------------------- kill
 
     def on_kill(self) -> None:
         """Stop the job this task started or attached to, unless it already ended."""
-        if not self.job_name or self._job_done:
-            return
-        stopped = self.hook.stop_job(self.job_kind, self.job_name)
-        self.log.info("Stop of SageMaker job %s requested: %s", self.job_name, stopped)
+        if self.job_name and not self._job_done:
+            self._stop("the task was killed")
 
-
-def _failure_message(message: str | None, summaries: list[dict[str, Any]]) -> str:
-    """One line per job that did not succeed, with its status and reason."""
-    lines = [message] if message else []
-    for job in summaries:
-        if job.get("status") in ("Completed",):
-            continue
-        status = " / ".join(str(p) for p in (job.get("status"), job.get("secondary_status")) if p)
-        reason = job.get("failure_reason") or job.get("message") or "no reason given"
-        lines.append(f"{job.get('kind', '')} job {job.get('name')} ended {status}: {reason}")
-    return "\n".join(lines) or "SageMaker job did not succeed"
+    def _stop(self, why: str) -> str:
+        """Ask SageMaker to stop the job (once); returns a sentence saying what happened."""
+        kind, name = self.job_kind.value, self.job_name
+        if not name:
+            return f"No SageMaker {kind} job name is known: nothing was stopped."
+        if self._stop_requested:
+            return f"Stop of SageMaker {kind} job {name} already requested."
+        try:
+            stopped = self.hook.stop_job(self.job_kind, name)
+        except Exception as error:
+            text = f"SageMaker {kind} job {name} may still be running: stopping it failed: {error}"
+            self.log.warning(text)
+            return text
+        self._stop_requested = True
+        if stopped:
+            text = f"Stop of SageMaker {kind} job {name} requested ({why})."
+        else:
+            text = f"SageMaker {kind} job {name} was no longer running."
+        self.log.info(text)
+        return text

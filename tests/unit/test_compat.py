@@ -94,3 +94,21 @@ def test_an_explicit_setting_wins(cfg_option, monkeypatch: pytest.MonkeyPatch, v
 def test_airflow_cfg_false_turns_deferral_off(cfg_option) -> None:
     set_cfg("False")
     assert _compat.default_deferrable() is False
+
+
+def test_trigger_bases_and_xcom_are_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the triggerer and the UI need these; DAG parsing must not pay for their import."""
+    names = ("BaseTrigger", "TriggerEvent", "XCom")
+    for name in names:
+        monkeypatch.delitem(vars(_compat), name, raising=False)
+        assert name in _compat._LAZY and name not in vars(_compat)
+    from airflow_sm_provider._compat import BaseTrigger, TriggerEvent, XCom  # as triggers/jobs.py does
+
+    assert [vars(_compat)[name] for name in names] == [BaseTrigger, TriggerEvent, XCom]
+
+
+def test_lazy_trigger_bases_are_the_triggerers_own() -> None:
+    from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+    assert _compat.BaseTrigger is BaseTrigger and _compat.TriggerEvent is TriggerEvent
+    assert issubclass(JobStatusTrigger, BaseTrigger)

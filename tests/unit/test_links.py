@@ -81,3 +81,37 @@ def test_persist_respects_do_xcom_push():
 def test_links_have_distinct_names_and_keys():
     assert TrainingJobLink().name != ProcessingJobLink().name
     assert TrainingJobLink.key != ProcessingJobLink.key
+
+
+def test_malformed_arn_leaves_no_link_and_does_not_fail(caplog):
+    """``persist`` runs after the job was created: a link must never fail the task."""
+    ti = _TaskInstance()
+    TrainingJobLink.persist({"ti": ti}, _Operator(), job_name="j", job_arn="training-job/j")
+    assert ti.pushed == {}
+    assert "No console link for SageMaker job j" in caplog.text
+
+
+def test_console_paths_come_from_the_job_kind_table(monkeypatch):
+    from dataclasses import replace
+
+    from airflow_sm_provider import job_kinds
+
+    kinds = dict(job_kinds.KINDS)
+    kinds[job_kinds.JobKind.TRAINING] = replace(kinds[job_kinds.JobKind.TRAINING], console_path="moved")
+    monkeypatch.setattr("airflow_sm_provider.links.KINDS", kinds)
+    assert console_url("training", partition="aws", region_name="r", job_name="j").endswith("#/moved/j")
+
+
+def test_get_link_reads_xcom_through_compat(monkeypatch):
+    from airflow_sm_provider import _compat
+
+    class XCom:
+        @staticmethod
+        def get_value(*, key, ti_key):
+            assert (key, ti_key) == (TrainingJobLink.key, "ti-key")
+            return {"partition": "aws", "region_name": "eu-west-1", "job_name": "j"}
+
+    monkeypatch.setattr(_compat, "XCom", XCom, raising=False)
+    assert TrainingJobLink().get_link(_Operator(), ti_key="ti-key") == (
+        "https://console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/j"
+    )

@@ -5,6 +5,7 @@ import copy
 import pytest
 
 from airflow_sm_provider.validation import (
+    MAX_USER_TAGS,
     ConfigValidationError,
     S3InputRef,
     coerce_integers,
@@ -214,6 +215,58 @@ def test_valid_configs_pass_and_are_not_modified():
             "at most 10",
         ),
         ("processing", lambda c: c.update(Environment={"A": 1}), "config.Environment.A", "string"),
+        # Environment limits differ per kind (TrainingEnvironmentValue 512, Processing 256).
+        ("training", lambda c: c.update(Environment={"A": "x" * 513}), "config.Environment.A", "at most 512"),
+        (
+            "processing",
+            lambda c: c.update(Environment={"A": "x" * 257}),
+            "config.Environment.A",
+            "at most 256",
+        ),
+        ("training", lambda c: c.update(Environment={"1A": "x"}), "config.Environment.1A", "must match"),
+        ("processing", lambda c: c.update(Environment={"A-B": "x"}), "config.Environment.A-B", "must match"),
+        (
+            "processing",
+            lambda c: c.update(Environment={f"V{i}": "x" for i in range(101)}),
+            "config.Environment",
+            "at most 100 entries",
+        ),
+        (
+            "training",
+            lambda c: c.update(HyperParameters={f"h{i}": "1" for i in range(101)}),
+            "config.HyperParameters",
+            "at most 100 entries",
+        ),
+        (
+            "training",
+            lambda c: c["HyperParameters"].update({"k" * 257: "1"}),
+            "config.HyperParameters." + "k" * 257,
+            "at most 256 characters",
+        ),
+        (
+            "training",
+            lambda c: c["HyperParameters"].update(epochs="1" * 2501),
+            "config.HyperParameters.epochs",
+            "at most 2500",
+        ),
+        (
+            "training",
+            lambda c: c["StoppingCondition"].update(MaxPendingTimeInSeconds=2_419_201),
+            "config.StoppingCondition.MaxPendingTimeInSeconds",
+            "at most 2,419,200",
+        ),
+        (
+            "training",
+            lambda c: c["StoppingCondition"].update(MaxPendingTimeInSeconds=600),
+            "config.StoppingCondition.MaxPendingTimeInSeconds",
+            "at least 1,800",
+        ),
+        (
+            "training",
+            lambda c: c.update(Tags=[{"Key": "airflow-sm:identity", "Value": "forged"}]),
+            "config.Tags[0].Key",
+            "reserved",
+        ),
     ],
 )
 def test_each_rule_names_its_field(kind, mutate, field, rule):
@@ -316,3 +369,35 @@ def test_s3_inputs_name_their_fields():
 def test_unknown_kind_rejected():
     with pytest.raises(ValueError, match="unknown job kind"):
         validate_config("transform", {})
+
+
+def test_environment_and_hyperparameters_at_their_limits_pass():
+    training = training_config()
+    training["Environment"] = {f"V_{i}": "x" * 512 for i in range(100)}
+    training["HyperParameters"] = {"k" * 256: "1" * 2500}
+    training["StoppingCondition"]["MaxPendingTimeInSeconds"] = 2_419_200
+    processing = processing_config()
+    processing["Environment"] = {"_A1": "x" * 256}
+    validate_config("training", training)
+    validate_config("processing", processing)
+
+
+def test_user_tags_leave_room_for_the_identity_tags():
+    """SageMaker takes 50 tags; the hook adds one per identity field (counted, not assumed)."""
+    from airflow_sm_provider.naming import JobIdentity, identity_tags
+
+    room = 50 - len(identity_tags(JobIdentity("ns", "dag", "run", "task"), "hash"))
+    assert room == MAX_USER_TAGS
+    config = training_config()
+    config["Tags"] = [{"Key": f"k{i}", "Value": "v"} for i in range(room)]
+    validate_config("training", config)
+    config["Tags"].append({"Key": "one-more", "Value": "v"})
+    assert f"at most {room} tags" in problems("training", config)["config.Tags"]
+
+
+def test_runtime_limits_agree_with_the_local_engine():
+    """Written twice on purpose (each side checks the other); they must still say the same."""
+    from airflow_sm_provider.local.model import MAX_RUNTIME_SECONDS as ENGINE_LIMITS
+    from airflow_sm_provider.validation import MAX_RUNTIME_SECONDS
+
+    assert dict(ENGINE_LIMITS) == MAX_RUNTIME_SECONDS

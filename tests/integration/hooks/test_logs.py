@@ -76,3 +76,27 @@ def test_many_streams_listed_over_pages(logs):
 
 def test_missing_log_group_is_no_lines(logs):
     assert JobLogTailer(logs, "/aws/sagemaker/ProcessingJobs", "job").poll() == []
+
+
+def test_tail_reads_the_end_of_each_stream(logs):
+    """After a deferred wait the task log gets the end of the log, where a failure shows."""
+    put(logs, "end/algo-1-1", [(i, f"a{i}") for i in range(500)])
+    put(logs, "end/algo-2-1", [(1000, "b0"), (1001, "Traceback: boom")])
+    lines = JobLogTailer(logs, GROUP, "end").tail(limit=3)
+    assert [line.message for line in lines] == ["a497", "a498", "a499", "b0", "Traceback: boom"]
+    assert JobLogTailer(logs, "/aws/sagemaker/ProcessingJobs", "end").tail() == []
+
+
+def test_errors_other_than_a_missing_group_are_raised():
+    """Only the operator decides to carry on without logs; the tailer hides no error. (moto
+    cannot deny a call, so a stand-in client raises what CloudWatch says without logs:* rights.)"""
+    from botocore.exceptions import ClientError
+
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeLogStreams")
+
+    class DeniedClient:
+        def describe_log_streams(self, **_):
+            raise denied
+
+    with pytest.raises(ClientError):
+        JobLogTailer(DeniedClient(), GROUP, "job").poll()

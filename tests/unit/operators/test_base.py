@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from airflow_sm_provider._compat import AirflowException, AirflowFailException
-from airflow_sm_provider.job_kinds import JobKind, Outcome
+from airflow_sm_provider.job_kinds import JobKind, Outcome, job_summary
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
+from airflow_sm_provider.status_poll import JobState, SageMakerApiError
 from airflow_sm_provider.validation import ConfigValidationError
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -41,12 +42,22 @@ def training_config(**overrides: Any) -> dict:
 
 
 class RecordingHook:
-    """Stands in for SageMakerJobsHook: records calls, replays a list of job states."""
+    """Stands in for SageMakerJobsHook: records calls, replays a list of job states.
 
-    def __init__(self, states: list[tuple[str, str | None, Outcome]] | None = None, final: str = "Completed"):
+    An exception in ``states`` is raised by that poll instead. With ``confirmed``, a terminal
+    state carries the job's summary, as the real poll's confirming Describe does.
+    """
+
+    def __init__(
+        self,
+        states: list[tuple[str, str | None, Outcome] | BaseException] | None = None,
+        final: str = "Completed",
+        confirmed: bool = False,
+    ):
         self.calls: list[tuple[str, Any]] = []
         self.states = list(states or [])
         self.final = final
+        self.confirmed = confirmed
 
     def start_job(self, kind, config, identity, *, force_new=False):
         self.calls.append(("start_job", (kind, config, identity, force_new)))
@@ -54,6 +65,9 @@ class RecordingHook:
 
     def describe_job(self, kind, name):
         self.calls.append(("describe_job", name))
+        return self._describe(name)
+
+    def _describe(self, name):
         return {
             "TrainingJobName": name,
             "TrainingJobArn": ARN,
@@ -64,8 +78,15 @@ class RecordingHook:
 
     def job_states(self, jobs):
         self.calls.append(("job_states", list(jobs)))
-        status, secondary, outcome = self.states.pop(0)
-        return {jobs[0][1]: SimpleNamespace(status=status, secondary_status=secondary, outcome=outcome)}
+        state = self.states.pop(0)
+        if isinstance(state, BaseException):
+            raise state
+        status, secondary, outcome = state
+        kind, name = jobs[0]
+        summary = None
+        if self.confirmed and outcome.terminal:
+            summary = job_summary(kind, {**self._describe(name), "TrainingJobStatus": status})
+        return {name: JobState(kind, name, outcome, status, secondary, summary=summary)}
 
     def stop_job(self, kind, name):
         self.calls.append(("stop_job", name))
@@ -164,7 +185,6 @@ def test_execute_complete_raises_with_every_reason():
     op = make(RecordingHook())
     event = {
         "status": "error",
-        "message": "1 job failed",
         "jobs": [
             {
                 "kind": "training",
@@ -192,9 +212,28 @@ def test_execute_complete_returns_summary():
     assert make(RecordingHook()).execute_complete({}, {"status": "success", "jobs": [summary]}) == summary
 
 
+class Clock:
+    """``time.monotonic`` and ``time.sleep`` of the operator module: sleeping advances the clock."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.now, self.sleeps = 1000.0, []
+        monkeypatch.setattr("airflow_sm_provider.operators.base.time.monotonic", lambda: self.now)
+        monkeypatch.setattr("airflow_sm_provider.operators.base.time.sleep", self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def test_polling_backs_off_logs_status_changes_and_raises_on_failure(monkeypatch, capsys):
-    sleeps: list[float] = []
-    monkeypatch.setattr("airflow_sm_provider.operators.base.time.sleep", sleeps.append)
+    delays: list[float] = []
+
+    def delay(elapsed, poll_interval, max_poll_interval):  # the trigger's backoff, without jitter
+        delays.append(elapsed)
+        return min(max_poll_interval, max(poll_interval, elapsed / 10))
+
+    monkeypatch.setattr("airflow_sm_provider.operators.base.poll_delay", delay)
+    clock = Clock(monkeypatch)
     hook = RecordingHook(
         states=[
             ("InProgress", "Starting", Outcome.RUNNING),
@@ -207,11 +246,187 @@ def test_polling_backs_off_logs_status_changes_and_raises_on_failure(monkeypatch
     op = make(hook, deferrable=False, poll_interval=10, max_poll_interval=12)
     with pytest.raises(AirflowException, match="AlgorithmError: boom"):
         op.execute(render(op))
-    assert sleeps == [10, 12, 10]  # backoff capped, reset when the status changes
+    assert delays == [0, 10, 0]  # measured from the last status change
+    assert clock.sleeps == [10, 10, 10]
     assert "InProgress / Training" in capsys.readouterr().out  # Airflow 3 logs through structlog
     assert ("stop_job", "train-abc") not in hook.calls
     op.on_kill()  # the job already ended: nothing to stop
     assert ("stop_job", "train-abc") not in hook.calls
+
+
+def test_polling_uses_the_shared_jittered_backoff(monkeypatch):
+    clock = Clock(monkeypatch)
+    hook = RecordingHook(
+        states=[("InProgress", "Training", Outcome.RUNNING)] * 30 + [("Completed", None, Outcome.SUCCEEDED)]
+    )
+    op = make(hook, deferrable=False, poll_interval=10, max_poll_interval=40)
+    op.execute(render(op))
+    assert all(8 <= delay <= 40 for delay in clock.sleeps)
+    assert max(clock.sleeps) > 20  # grows with the time since the status changed
+
+
+def test_failure_message_is_the_jobs_status_and_reason_once(monkeypatch):
+    Clock(monkeypatch)
+    hook = RecordingHook(states=[("Failed", "Failed", Outcome.FAILED)], final="Failed", confirmed=True)
+    op = make(hook, deferrable=False)
+    with pytest.raises(AirflowException) as info:
+        op.execute(render(op))
+    assert str(info.value) == "training job train-abc ended Failed / Failed: AlgorithmError: boom"
+    assert "describe_job" not in [c[0] for c in hook.calls]  # the poll's Describe is reused
+
+
+def test_transient_poll_errors_are_polled_again(monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+
+    clock = Clock(monkeypatch)
+    hook = RecordingHook(
+        states=[
+            SageMakerApiError("Search", "ThrottlingException", "Rate exceeded"),
+            SageMakerApiError("Search", "InternalFailure", "oops", http_status=500),
+            EndpointConnectionError(endpoint_url="https://api.sagemaker"),
+            ("Completed", "Completed", Outcome.SUCCEEDED),
+        ]
+    )
+    op = make(hook, deferrable=False)
+    assert op.execute(render(op))["status"] == "Completed"
+    assert len(clock.sleeps) == 3
+    assert ("stop_job", "train-abc") not in hook.calls
+
+
+@pytest.mark.parametrize(
+    "error",
+    [SageMakerApiError("Search", "AccessDeniedException", "not allowed", 400), RuntimeError("bug")],
+)
+def test_a_failed_wait_stops_the_running_job(monkeypatch, error):
+    Clock(monkeypatch)
+    hook = RecordingHook(states=[("InProgress", "Training", Outcome.RUNNING), error])
+    op = make(hook, deferrable=False)
+    with pytest.raises(type(error)) as info:
+        op.execute(render(op))
+    assert hook.calls[-1] == ("stop_job", "train-abc")
+    assert "Stop of SageMaker training job train-abc requested" in "\n".join(info.value.__notes__)
+
+
+def test_execute_complete_stops_the_job_when_the_wait_failed():
+    hook = RecordingHook()
+    op = make(hook)
+    event = {
+        "status": "error",
+        "reason": "poll_failed",
+        "jobs": [{"kind": "training", "name": "train-abc"}],
+        "message": "cannot poll job status: Search failed: AccessDeniedException: no",
+    }
+    with pytest.raises(AirflowException) as info:
+        op.execute_complete({}, event)
+    assert hook.calls == [("stop_job", "train-abc")]
+    message = str(info.value)
+    assert message.startswith("cannot poll job status: Search failed: AccessDeniedException: no\n")
+    assert "Stop of SageMaker training job train-abc requested" in message
+    assert "ended" not in message  # the job has not ended
+    assert message.count("AccessDeniedException") == 1
+    op.on_kill()  # already asked: not twice
+    assert hook.calls == [("stop_job", "train-abc")]
+
+
+def test_execute_complete_stops_a_job_the_event_shows_running():
+    """An error event without the ``reason`` key still stops a job not in a terminal status."""
+    hook = RecordingHook()
+    event = {"status": "error", "jobs": [{"kind": "training", "name": "train-abc", "status": "InProgress"}]}
+    with pytest.raises(AirflowException, match="train-abc requested"):
+        make(hook).execute_complete({}, event)
+    assert hook.calls == [("stop_job", "train-abc")]
+
+
+def test_execute_complete_uses_the_trigger_message_alone():
+    hook = RecordingHook()
+    line = "training job train-abc ended Failed: AlgorithmError: boom"
+    event = {
+        "status": "error",
+        "message": f"1 of 1 SageMaker job(s) did not succeed:\n{line}",
+        "jobs": [
+            {
+                "kind": "training",
+                "name": "train-abc",
+                "status": "Failed",
+                "failure_reason": "AlgorithmError: boom",
+            }
+        ],
+    }
+    with pytest.raises(AirflowException) as info:
+        make(hook).execute_complete({}, event)
+    assert str(info.value) == event["message"]  # the line once, not repeated
+    assert hook.calls == []  # the job ended: nothing to stop
+
+
+class DeniedLogs:
+    """A CloudWatch Logs client without logs:* rights (moto cannot deny a call)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def describe_log_streams(self, **_):
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeLogStreams")
+
+
+def test_unreadable_logs_do_not_fail_a_succeeded_job(monkeypatch, capsys):
+    from airflow_sm_provider.hooks.logs import JobLogTailer
+
+    Clock(monkeypatch)
+    hook = RecordingHook(
+        states=[("InProgress", "Training", Outcome.RUNNING), ("Completed", "Completed", Outcome.SUCCEEDED)]
+    )
+    op = make(hook, deferrable=False, print_log=True)
+    client = DeniedLogs()
+    op.__dict__["_log_tailer"] = JobLogTailer(client, "/aws/sagemaker/TrainingJobs", "train-abc")
+    assert op.execute(render(op))["status"] == "Completed"
+    assert client.calls == 1  # warned once, then tailing is off
+    assert capsys.readouterr().out.count("Cannot read the CloudWatch Logs") == 1
+    summary = {"kind": "training", "name": "train-abc", "status": "Completed"}
+    assert op.execute_complete({}, {"status": "success", "jobs": [summary]}) == summary
+
+
+def test_a_logs_client_that_cannot_be_built_does_not_fail_the_task(monkeypatch):
+    from botocore.exceptions import NoCredentialsError
+
+    class NoLogsHook:
+        def __init__(self, **_):
+            raise NoCredentialsError
+
+    monkeypatch.setattr("airflow.providers.amazon.aws.hooks.logs.AwsLogsHook", NoLogsHook)
+    summary = {"kind": "training", "name": "train-abc", "status": "Completed"}
+    op = make(RecordingHook(), print_log=True)
+    assert op.execute_complete({}, {"status": "success", "jobs": [summary]}) == summary
+
+
+def test_after_deferral_the_end_of_the_log_is_copied(capsys):
+    class Logs:
+        def __init__(self) -> None:
+            self.reads: list[dict] = []
+
+        def describe_log_streams(self, **_):
+            return {"logStreams": [{"logStreamName": "train-abc/algo-1-1"}]}
+
+        def get_log_events(self, **kwargs):
+            self.reads.append(kwargs)
+            return {"events": [{"timestamp": 1, "message": "Traceback: boom"}], "nextBackwardToken": "b"}
+
+    from airflow_sm_provider.hooks.logs import JobLogTailer
+
+    op = make(RecordingHook(), print_log=True)
+    client = Logs()
+    op.__dict__["_log_tailer"] = JobLogTailer(client, "/aws/sagemaker/TrainingJobs", "train-abc")
+    event = {
+        "status": "error",
+        "message": "failed",
+        "jobs": [{"kind": "training", "name": "train-abc", "status": "Failed"}],
+    }
+    with pytest.raises(AirflowException):
+        op.execute_complete({}, event)
+    assert client.reads[0]["startFromHead"] is False
+    assert "[algo-1-1] Traceback: boom" in capsys.readouterr().out
 
 
 def test_on_kill_stops_running_job(monkeypatch):
@@ -239,3 +454,22 @@ def test_namespace_from_config(monkeypatch):
     op = make(RecordingHook())
     assert op.identity({"ti": Ti()}).namespace == "staging"
     assert make(RecordingHook(), namespace="prod").identity({"ti": Ti()}).namespace == "prod"
+
+
+def test_the_triggers_poll_failed_event_stops_the_job():
+    """The trigger's own event for a failed wait, not a hand-written copy of it."""
+    from airflow_sm_provider.triggers.jobs import JobStatusTrigger
+
+    trigger = JobStatusTrigger(jobs=[{"kind": "training", "name": "train-abc"}], aws_conn_id=None)
+    event = trigger.poll_failed_event(SageMakerApiError("Search", "AccessDeniedException", "no"))
+    hook = RecordingHook()
+    with pytest.raises(AirflowException, match="train-abc requested"):
+        make(hook).execute_complete({}, event)
+    assert hook.calls == [("stop_job", "train-abc")]
+
+
+def test_a_failed_wait_without_a_job_name_says_nothing_was_stopped():
+    hook = RecordingHook()
+    with pytest.raises(AirflowException, match="No SageMaker training job name is known"):
+        make(hook).execute_complete({}, {"status": "error", "message": "lost", "jobs": []})
+    assert hook.calls == []
