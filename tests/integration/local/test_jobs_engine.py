@@ -61,13 +61,18 @@ def _describe_until(engine: LocalEngine, name: str, done, timeout: float = 30) -
 def test_jobs_over_the_limit_wait_pending_in_order(tmp_path):
     with LocalEngine(data_dir=tmp_path, max_concurrent_jobs=1) as engine:
         engine.client("s3").create_bucket(Bucket="jobs")
-        _start_job(engine, "jobs", "first", "import time\ntime.sleep(1.5)\n")
+        release = tmp_path / "release-first"  # the first job runs until the test releases it
+        wait_for_release = (
+            f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.05)\n"
+        )
+        _start_job(engine, "jobs", "first", wait_for_release)
         _describe_until(engine, "first", lambda j: j["SecondaryStatus"] == "Training")
         _start_job(engine, "jobs", "second", "print('second ran')\n")
         assert _describe_until(engine, "second", lambda j: j["SecondaryStatus"] == "Pending")
         assert engine.client("sagemaker").describe_training_job(TrainingJobName="first")[
             "SecondaryStatus"
         ] == ("Training")
+        release.touch()
         second = _describe_until(engine, "second", lambda j: j["TrainingJobStatus"] == "Completed")
         first = engine.client("sagemaker").describe_training_job(TrainingJobName="first")
         assert first["TrainingJobStatus"] == "Completed"
