@@ -2,62 +2,22 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
-import textwrap
 import time
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError
+from jobs_support import training_config, upload_script, wait_terminal
 
 from airflow_sm_provider.hooks.jobs import JobOwnershipError, SageMakerApiError, SageMakerJobsHook, jobs_hook
 from airflow_sm_provider.job_kinds import JobKind, Outcome
 from airflow_sm_provider.naming import JobIdentity, job_name
 
 pytestmark = pytest.mark.integration
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-
-
-def upload_script(s3, bucket: str, script: str) -> str:
-    buf = io.BytesIO()
-    data = textwrap.dedent(script).encode()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("train.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    key = f"code/{uuid.uuid4().hex}.tar.gz"
-    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
-    return f"s3://{bucket}/{key}"
-
-
-def training_config(bucket: str, code_uri: str, name: str = "hook-train", **extra) -> dict:
-    return {
-        "TrainingJobName": name,
-        "RoleArn": ROLE,
-        "AlgorithmSpecification": {"TrainingImage": "local/python:3", "TrainingInputMode": "File"},
-        "HyperParameters": {"sagemaker_program": "train.py", "sagemaker_submit_directory": code_uri},
-        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 120},
-        **extra,
-    }
 
 
 def identity() -> JobIdentity:
     return JobIdentity("itest", "dag", f"manual__{uuid.uuid4().hex}", "train")
-
-
-def wait_terminal(hook: SageMakerJobsHook, name: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while (job := hook.describe_job(JobKind.TRAINING, name))["TrainingJobStatus"] not in (
-        "Completed",
-        "Failed",
-        "Stopped",
-    ):
-        assert time.monotonic() < deadline, job["SecondaryStatus"]
-        time.sleep(0.1)
-    return job
 
 
 def wait_secondary(hook: SageMakerJobsHook, name: str, secondary: str, timeout: float = 60) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from airflow_sm_provider.hooks.logs import JobLogTailer
 
@@ -16,14 +14,13 @@ NOW = int(time.time() * 1000)  # CloudWatch rejects events older than 14 days
 
 
 @pytest.fixture
-def logs(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("logs", region_name="us-east-1")
+def logs(engine):
+    """CloudWatch Logs of the session's local engine (moto's in-process mock_aws would reset
+    the engine's own moto state mid-session)."""
+    client = engine.client("logs")
+    with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
         client.create_log_group(logGroupName=GROUP)
-        yield client
+    return client
 
 
 def put(client, stream: str, events: list[tuple[int, str]]) -> None:
@@ -75,7 +72,7 @@ def test_many_streams_listed_over_pages(logs):
 
 
 def test_missing_log_group_is_no_lines(logs):
-    assert JobLogTailer(logs, "/aws/sagemaker/ProcessingJobs", "job").poll() == []
+    assert JobLogTailer(logs, "/aws/sagemaker/NoSuchGroupInThisTest", "job").poll() == []
 
 
 def test_tail_reads_the_end_of_each_stream(logs):

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import tarfile
-import textwrap
 import time
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError
+from jobs_support import training_config, upload_script, wait_terminal
 
 from airflow_sm_provider._compat import AirflowException
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
@@ -21,44 +19,6 @@ from airflow_sm_provider.triggers import jobs as trigger_module
 from airflow_sm_provider.triggers.jobs import JobStatusTrigger
 
 pytestmark = pytest.mark.integration
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-
-
-def upload_script(s3, bucket: str, script: str) -> str:
-    buf = io.BytesIO()
-    data = textwrap.dedent(script).encode()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("train.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    key = f"code/{uuid.uuid4().hex}.tar.gz"
-    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
-    return f"s3://{bucket}/{key}"
-
-
-def training_config(bucket: str, code_uri: str, name: str = "hook-train", **extra) -> dict:
-    return {
-        "TrainingJobName": name,
-        "RoleArn": ROLE,
-        "AlgorithmSpecification": {"TrainingImage": "local/python:3", "TrainingInputMode": "File"},
-        "HyperParameters": {"sagemaker_program": "train.py", "sagemaker_submit_directory": code_uri},
-        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 120},
-        **extra,
-    }
-
-
-def wait_terminal(hook: SageMakerJobsHook, name: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while (job := hook.describe_job(JobKind.TRAINING, name))["TrainingJobStatus"] not in (
-        "Completed",
-        "Failed",
-        "Stopped",
-    ):
-        assert time.monotonic() < deadline, job["SecondaryStatus"]
-        time.sleep(0.1)
-    return job
 
 
 @pytest.fixture
