@@ -14,14 +14,15 @@ from airflow_sm_provider.job_kinds import JobKind
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
-def upload_script(s3, bucket: str, script: str) -> str:
+def upload_script(s3, bucket: str, script: str, key: str | None = None) -> str:
+    """Upload ``script`` as ``train.py`` in a sourcedir.tar.gz; return its S3 URI."""
     buf = io.BytesIO()
     data = textwrap.dedent(script).encode()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         info = tarfile.TarInfo("train.py")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    key = f"code/{uuid.uuid4().hex}.tar.gz"
+    key = key or f"code/{uuid.uuid4().hex}.tar.gz"
     s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
     return f"s3://{bucket}/{key}"
 

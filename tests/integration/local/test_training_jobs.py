@@ -6,7 +6,6 @@ import io
 import json
 import os
 import tarfile
-import textwrap
 import time
 import uuid
 
@@ -14,6 +13,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from jobs_support import upload_script
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +23,6 @@ TERMINAL = {"Completed", "Failed", "Stopped"}
 
 def _name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def _upload_code(s3, bucket: str, script: str, key: str = "code/sourcedir.tar.gz") -> str:
-    buf = io.BytesIO()
-    data = textwrap.dedent(script).encode()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("train.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
-    return f"s3://{bucket}/{key}"
 
 
 def _config(name: str, bucket: str, code_uri: str, **overrides) -> dict:
@@ -125,7 +114,7 @@ def test_training_job_follows_the_sagemaker_contract(engine, s3_bucket):
     config = _config(
         name,
         s3_bucket,
-        _upload_code(s3, s3_bucket, CONTRACT_SCRIPT),
+        upload_script(s3, s3_bucket, CONTRACT_SCRIPT),
         InputDataConfig=[
             {
                 "ChannelName": "train",
@@ -205,7 +194,7 @@ time.sleep(120)
 def test_stop_ends_a_sigterm_ignoring_job_and_its_children_within_5s(engine, s3_bucket):
     s3, sm, logs = engine.client("s3"), engine.client("sagemaker"), engine.client("logs")
     name = _name()
-    sm.create_training_job(**_config(name, s3_bucket, _upload_code(s3, s3_bucket, STUBBORN_SCRIPT)))
+    sm.create_training_job(**_config(name, s3_bucket, upload_script(s3, s3_bucket, STUBBORN_SCRIPT)))
     _wait(sm, name, until={"Training"})
     deadline = time.monotonic() + 10
     while not any(line.startswith("pids") for line in _log_lines(logs, name)):
@@ -240,7 +229,7 @@ def test_stop_ends_a_sigterm_ignoring_job_and_its_children_within_5s(engine, s3_
 def test_time_limits_are_enforced(engine, s3_bucket, overrides, secondary):
     s3, sm = engine.client("s3"), engine.client("sagemaker")
     name = _name()
-    code = _upload_code(s3, s3_bucket, "import time\ntime.sleep(60)\n")
+    code = upload_script(s3, s3_bucket, "import time\ntime.sleep(60)\n")
     sm.create_training_job(**_config(name, s3_bucket, code, **overrides))
     job = _wait(sm, name, timeout=15)
     assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", secondary)
@@ -248,7 +237,7 @@ def test_time_limits_are_enforced(engine, s3_bucket, overrides, secondary):
 
 def test_experiment_config_links_the_job_to_its_run(engine, s3_bucket):
     s3, sm = engine.client("s3"), engine.client("sagemaker")
-    code = _upload_code(s3, s3_bucket, "print('ok')\n")
+    code = upload_script(s3, s3_bucket, "print('ok')\n")
     experiment = _name("exp")
     sm.create_experiment(ExperimentName=experiment)
     name = _name()
@@ -291,7 +280,7 @@ def test_experiment_config_links_the_job_to_its_run(engine, s3_bucket):
 def test_failure_reason_says_why(engine, s3_bucket, script, expected):
     s3, sm = engine.client("s3"), engine.client("sagemaker")
     name = _name()
-    sm.create_training_job(**_config(name, s3_bucket, _upload_code(s3, s3_bucket, script)))
+    sm.create_training_job(**_config(name, s3_bucket, upload_script(s3, s3_bucket, script)))
     job = _wait(sm, name)
     assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Failed", "Failed")
     for fragment in expected:
@@ -306,7 +295,7 @@ def test_empty_s3_prefix_is_accepted_then_fails_while_downloading(engine, s3_buc
         "ChannelName": "train",
         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{s3_bucket}/nothing/here"}},
     }
-    code = _upload_code(s3, s3_bucket, "print('never')\n")
+    code = upload_script(s3, s3_bucket, "print('never')\n")
     sm.create_training_job(**_config(name, s3_bucket, code, InputDataConfig=[channel]))
     job = _wait(sm, name)
     assert job["TrainingJobStatus"] == "Failed"
@@ -322,7 +311,7 @@ def _error(call) -> tuple[str, str]:
 
 def test_service_rules_refuse_bad_requests_and_create_nothing(engine, s3_bucket):
     s3, sm = engine.client("s3"), engine.client("sagemaker")
-    code = _upload_code(s3, s3_bucket, "print('ok')\n")
+    code = upload_script(s3, s3_bucket, "print('ok')\n")
     name = _name()
     sm.create_training_job(**_config(name, s3_bucket, code))
     code_, message = _error(lambda: sm.create_training_job(**_config(name, s3_bucket, code)))
@@ -383,7 +372,7 @@ def test_missing_role_and_negative_runtime_without_client_validation(engine, s3_
 
 def test_list_filters_sorts_and_pages(engine, s3_bucket):
     s3, sm = engine.client("s3"), engine.client("sagemaker")
-    code = _upload_code(s3, s3_bucket, "print('ok')\n")
+    code = upload_script(s3, s3_bucket, "print('ok')\n")
     tag = uuid.uuid4().hex[:8]
     names = [f"list-{tag}-{i}" for i in range(3)]
     for name in names:
@@ -421,7 +410,7 @@ def test_spot_interruption_resumes_from_s3_checkpoints(engine, s3_bucket):
     config = _config(
         name,
         s3_bucket,
-        _upload_code(s3, s3_bucket, SPOT_SCRIPT),
+        upload_script(s3, s3_bucket, SPOT_SCRIPT),
         EnableManagedSpotTraining=True,
         StoppingCondition={"MaxRuntimeInSeconds": 60, "MaxWaitTimeInSeconds": 120},
         CheckpointConfig={"S3Uri": f"s3://{s3_bucket}/checkpoints/{name}"},
@@ -469,7 +458,7 @@ def test_host_secrets_and_boto_config_do_not_reach_the_job(engine, s3_bucket, tm
         "[Credentials]\naws_access_key_id = AKIAHOSTBOTOKEY\naws_secret_access_key = host-secret\n"
     )
     sm, name = engine.client("sagemaker"), _name("secrets")
-    code = _upload_code(engine.client("s3"), s3_bucket, SECRETS_SCRIPT, key=f"{name}.tar.gz")
+    code = upload_script(engine.client("s3"), s3_bucket, SECRETS_SCRIPT, key=f"{name}.tar.gz")
     sm.create_training_job(**_config(name, s3_bucket, code))
     assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
     lines = _log_lines(engine.client("logs"), name)
