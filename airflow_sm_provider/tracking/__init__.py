@@ -1,0 +1,1 @@
+"""Run tracking behind one small interface (SageMaker Experiments today; MLflow can follow)."""
