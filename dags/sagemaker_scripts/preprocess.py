@@ -2,7 +2,8 @@
 
 Runs inside a SageMaker Processing container (or the local engine). Paths follow the
 Processing contract: inputs under /opt/ml/processing/input, outputs under
-/opt/ml/processing/output; the job's arguments may override them.
+/opt/ml/processing/output; the job's arguments may override them. It runs on the Python of the
+default scikit-learn image (3.9): no syntax or builtins newer than that.
 """
 
 import argparse
@@ -11,7 +12,7 @@ import random
 from pathlib import Path
 
 
-def write_csv(path: Path, rows: list[tuple[int, list[float]]]) -> None:
+def write_csv(path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -19,7 +20,7 @@ def write_csv(path: Path, rows: list[tuple[int, list[float]]]) -> None:
             writer.writerow([label, *features])
 
 
-def main() -> None:
+def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--output-dir", default="/opt/ml/processing/output")
     parser.add_argument("--validation-fraction", type=float, default=0.2)
@@ -29,7 +30,7 @@ def main() -> None:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    rows = [(int(t), [float(v) / 16.0 for v in x]) for x, t in zip(digits.data, digits.target, strict=True)]
+    rows = [(int(t), [float(v) / 16.0 for v in x]) for x, t in zip(digits.data, digits.target)]
     random.Random(args.seed).shuffle(rows)  # noqa: S311 (a reproducible split, not security)
     cut = int(len(rows) * (1 - args.validation_fraction))
     out = Path(args.output_dir)

@@ -1,65 +1,131 @@
-"""Training job: softmax regression on the digits CSVs, one metric line per epoch.
+"""Training job: a small neural network on the digits CSVs, one metric line per epoch.
 
-Follows the SageMaker training contract (SM_CHANNEL_*, SM_MODEL_DIR, hyperparameters as
-``--name value`` arguments). Metric lines are parsed by the job's MetricDefinitions.
+Follows the SageMaker training contract: data in ``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION``,
+hyperparameters as ``--name value`` arguments, the model to ``SM_MODEL_DIR``. Every epoch it
+
+- prints ``epoch=N train_loss=… val_loss=… val_accuracy=…`` (the job's MetricDefinitions parse
+  these lines from CloudWatch Logs, at full per-epoch resolution);
+- logs the same values with ``run.log_metric(name, value, step=epoch)`` when the job belongs to a
+  SageMaker Experiments Run (``load_run()`` finds it from the job's ExperimentConfig);
+- saves a checkpoint to ``/opt/ml/checkpoints``, so a spot job that is interrupted resumes from
+  its last finished epoch instead of starting over.
+
+It runs on the Python of the default scikit-learn image (3.9): no syntax newer than that.
+A learning rate that is too large makes the weights overflow, and the losses print as ``nan``
+or ``inf``: the report's health rules flag such a run, which is why the demo sweep has one.
 """
 
 import argparse
-import json
+import math
 import os
+import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
+from sklearn.neural_network import MLPClassifier
+
+CHECKPOINT_DIR = Path("/opt/ml/checkpoints")
+CLASSES = np.arange(10)
 
 
-def load(channel: str) -> tuple[np.ndarray, np.ndarray]:
+def load(channel):
     directory = Path(os.environ[f"SM_CHANNEL_{channel.upper()}"])
     data = np.vstack([np.loadtxt(p, delimiter=",", ndmin=2) for p in sorted(directory.glob("*.csv"))])
     return data[:, 1:], data[:, 0].astype(int)
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def cross_entropy(model, x, y):
+    """Mean log loss, unclipped, so a diverged model reports nan/inf instead of a capped number."""
+    with np.errstate(all="ignore"):
+        probs = model.predict_proba(x)
+        return float(-np.mean(np.log(probs[np.arange(len(y)), y])))
 
 
-def main() -> None:
+def accuracy(model, x, y):
+    with np.errstate(all="ignore"):
+        return float(np.mean(model.predict(x) == y))
+
+
+def experiment_run():
+    """The SageMaker Experiments Run of this job, or None (no SDK in the image, or no Run)."""
+    try:
+        from sagemaker.core.experiments import load_run  # sagemaker-core (SDK v3)
+    except ImportError:
+        try:
+            from sagemaker.experiments.run import load_run  # SDK v2, as in AWS framework images
+        except ImportError:
+            return None
+    try:
+        return load_run()
+    except Exception as error:  # no Run for this job: metrics go to the log only
+        print(f"not logging to SageMaker Experiments: {error}")
+        return None
+
+
+def restore(seed, learning_rate, hidden_units):
+    """The checkpointed model and the number of epochs it has done, or a new model."""
+    state = CHECKPOINT_DIR / "model.pkl"
+    if state.exists():
+        with state.open("rb") as handle:
+            saved = pickle.load(handle)  # noqa: S301 (the job's own checkpoint)
+        print(f"resuming from checkpoint after epoch {saved['epoch']}")
+        return saved["model"], saved["epoch"]
+    model = MLPClassifier(
+        hidden_layer_sizes=(hidden_units,),
+        solver="sgd",
+        learning_rate_init=learning_rate,
+        momentum=0.9,
+        batch_size=64,
+        random_state=seed,
+    )
+    return model, 0
+
+
+def checkpoint(model, epoch):
+    if not CHECKPOINT_DIR.is_dir():
+        return
+    partial = CHECKPOINT_DIR / "model.pkl.partial"
+    with partial.open("wb") as handle:
+        pickle.dump({"model": model, "epoch": epoch}, handle)
+    partial.replace(CHECKPOINT_DIR / "model.pkl")  # never a half-written checkpoint
+
+
+def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--learning-rate", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--hidden-units", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     x_train, y_train = load("train")
     x_val, y_val = load("validation")
-    classes = 10
-    rng = np.random.default_rng(args.seed)
-    weights = np.zeros((x_train.shape[1], classes))
-    bias = np.zeros(classes)
-    onehot = np.eye(classes)
+    model, done = restore(args.seed, args.learning_rate, args.hidden_units)
+    run = experiment_run()
+    rng = np.random.default_rng(args.seed + done)
 
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(done + 1, args.epochs + 1):
         order = rng.permutation(len(x_train))
-        for start in range(0, len(order), args.batch_size):
-            idx = order[start : start + args.batch_size]
-            probs = softmax(x_train[idx] @ weights + bias)
-            grad = probs - onehot[y_train[idx]]
-            weights -= args.learning_rate * x_train[idx].T @ grad / len(idx)
-            bias -= args.learning_rate * grad.mean(axis=0)
-        train_probs = softmax(x_train @ weights + bias)
-        train_loss = -np.log(train_probs[np.arange(len(y_train)), y_train] + 1e-12).mean()
-        val_probs = softmax(x_val @ weights + bias)
-        val_loss = -np.log(val_probs[np.arange(len(y_val)), y_val] + 1e-12).mean()
-        val_acc = (val_probs.argmax(axis=1) == y_val).mean()
-        print(f"epoch={epoch} train_loss={train_loss:.5f} val_loss={val_loss:.5f} val_accuracy={val_acc:.5f}")
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")  # overflow warnings of a diverging run
+            model.partial_fit(x_train[order], y_train[order], classes=CLASSES)
+        values = {
+            "train_loss": cross_entropy(model, x_train, y_train),
+            "val_loss": cross_entropy(model, x_val, y_val),
+            "val_accuracy": accuracy(model, x_val, y_val),
+        }
+        print(f"epoch={epoch} " + " ".join(f"{name}={value:.5f}" for name, value in values.items()))
+        if run is not None:
+            for name, value in values.items():
+                if math.isfinite(value):  # the SDK drops non-finite values; the log line keeps them
+                    run.log_metric(name=name, value=value, step=epoch)
+        checkpoint(model, epoch)
 
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "model"))
     model_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(model_dir / "model.npz", weights=weights, bias=bias)
-    metrics = {"val_loss": float(val_loss), "val_accuracy": float(val_acc)}
-    (model_dir / "metrics.json").write_text(json.dumps(metrics))
+    with (model_dir / "model.pkl").open("wb") as handle:
+        pickle.dump(model, handle)
 
 
 if __name__ == "__main__":
