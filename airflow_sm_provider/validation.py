@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_sm_provider.errors import ConfigValidationError
 from airflow_sm_provider.naming import TAG_PREFIX, JobIdentity, identity_tags
 
 # SageMaker's own limits: training jobs may run 28 days, processing jobs 9 days (777,600 s).
@@ -59,15 +60,6 @@ _BUCKET = re.compile(r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 _INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 _ENVIRONMENT_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-class ConfigValidationError(ValueError):
-    """Raised when a job config breaks one or more rules; lists each field with its rule."""
-
-    def __init__(self, kind: str, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  {field}: {rule}" for field, rule in problems)
-        super().__init__(f"invalid {kind} job config ({len(problems)} problem(s)):\n{lines}")
 
 
 @dataclass(frozen=True)

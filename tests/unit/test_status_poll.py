@@ -14,6 +14,7 @@ from typing import Any
 import botocore.session
 import pytest
 
+from airflow_sm_provider.errors import SageMakerApiError, is_access_denied, is_not_found, is_not_stoppable
 from airflow_sm_provider.job_kinds import JobKind, Outcome
 from airflow_sm_provider.local.search import run_search
 from airflow_sm_provider.naming import JobIdentity, job_name
@@ -22,11 +23,7 @@ from airflow_sm_provider.status_poll import (
     MAX_FILTERS,
     MAX_LIST_PAGES,
     Call,
-    SageMakerApiError,
     StatusPoll,
-    is_access_denied,
-    is_not_found,
-    is_not_stoppable,
     poll_delay,
     run_poll,
     run_poll_async,
