@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_sm_provider.errors import SageMakerApiError, is_access_denied, is_not_found
-from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, classify, job_summary
+from airflow_sm_provider.job_kinds import KINDS, JobKind, JobSummary, Outcome, classify, job_summary
 from airflow_sm_provider.naming import name_stem
 
 MAX_FILTER_VALUE = 1024
@@ -119,7 +119,7 @@ class JobState:
     failure_reason: str | None = None
     warning: str | None = None
     confirmed: bool = False
-    summary: dict[str, Any] | None = None
+    summary: JobSummary | None = None
 
 
 @dataclass
@@ -237,7 +237,7 @@ class StatusPoll:
             outcome=Outcome.FAILED,
             failure_reason=reason,
             confirmed=True,
-            summary={"kind": call.kind.value, "name": call.job, "status": None, "failure_reason": reason},
+            summary=JobSummary(kind=call.kind.value, name=call.job, status=None, failure_reason=reason),
         )
         self._describing.discard(key)
         return True
