@@ -19,7 +19,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_sm_provider.job_kinds import JobSummary
 
 DAG_ID = "sagemaker_training_pipeline"
 DEMO_BUCKET = "airflow-sm-demo"
@@ -60,15 +63,16 @@ def _download_prefix(s3: Any, uri: str, target: Path) -> None:
             s3.download_file(bucket, obj["Key"], str(path))
 
 
-def _collect(engine: Any, artifacts: Path) -> list[dict[str, Any]]:
-    """Describe every job the engine ran; copy its outputs and log into ``artifacts``."""
+def _collect(engine: Any, artifacts: Path) -> list[JobSummary]:
+    """Describe every job the engine ran (every List page); copy its outputs and log into ``artifacts``."""
     from airflow_sm_provider.hooks.logs import JobLogTailer
     from airflow_sm_provider.job_kinds import KINDS, job_summary
 
     sagemaker, s3, logs = engine.client("sagemaker"), engine.client("s3"), engine.client("logs")
-    records = []
+    records: list[JobSummary] = []
     for kind, spec in KINDS.items():
-        for item in getattr(sagemaker, spec.list_method)()[f"{spec.noun}Summaries"]:
+        pages = sagemaker.get_paginator(spec.list_method).paginate()
+        for item in (item for page in pages for item in page[spec.list_key]):
             name = item[spec.name_key]
             summary = job_summary(kind, getattr(sagemaker, spec.describe_method)(**{spec.name_key: name}))
             records.append(summary)

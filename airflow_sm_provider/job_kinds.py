@@ -19,11 +19,11 @@ Pure: no AWS, no Airflow imports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 
 class JobKind(StrEnum):
@@ -180,7 +180,30 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def job_summary(kind: JobKind, describe: Mapping[str, Any]) -> dict[str, Any]:
+class JobSummary(TypedDict, total=False):
+    """The XCom of one job (operators, sensor, trigger events; read by reports and the UI).
+
+    Small and JSON-safe: names, ARNs, statuses, reasons and S3 URIs, never the describe
+    response. :func:`job_summary` fills every key; a job that could not be described carries
+    only ``kind``, ``name`` (and ``status`` / ``failure_reason`` when known).
+    """
+
+    kind: str  # a JobKind value
+    name: str
+    arn: str | None
+    status: str | None
+    secondary_status: str | None
+    #: The last status message (training) or the exit message (processing).
+    message: str | None
+    failure_reason: str | None
+    billable_seconds: int | None
+    start_time: str | None  # ISO 8601
+    end_time: str | None
+    model_artifacts: str | None  # training: the model.tar.gz URI
+    outputs: list[str]  # processing: the output S3 URIs
+
+
+def job_summary(kind: JobKind, describe: Mapping[str, Any]) -> JobSummary:
     """The small, JSON-safe XCom of a job, from its describe (or Search) record.
 
     Every field is read with ``.get``: FailureReason, TrainingStartTime, ModelArtifacts and
@@ -188,18 +211,18 @@ def job_summary(kind: JobKind, describe: Mapping[str, Any]) -> dict[str, Any]:
     """
     kind = JobKind(kind)
     spec = KINDS[kind]
-    summary: dict[str, Any] = {
-        "kind": kind.value,
-        "name": describe.get(spec.name_key),
-        "arn": describe.get(spec.arn_key),
-        "status": describe.get(spec.status_key),
-        "secondary_status": describe.get("SecondaryStatus"),
-        "message": None,
-        "failure_reason": describe.get("FailureReason"),
-        "billable_seconds": describe.get("BillableTimeInSeconds"),
-        "start_time": _iso(describe.get("TrainingStartTime") or describe.get("ProcessingStartTime")),
-        "end_time": _iso(describe.get("TrainingEndTime") or describe.get("ProcessingEndTime")),
-    }
+    summary = JobSummary(
+        kind=kind.value,
+        name=describe.get(spec.name_key),
+        arn=describe.get(spec.arn_key),
+        status=describe.get(spec.status_key),
+        secondary_status=describe.get("SecondaryStatus"),
+        message=None,
+        failure_reason=describe.get("FailureReason"),
+        billable_seconds=describe.get("BillableTimeInSeconds"),
+        start_time=_iso(describe.get("TrainingStartTime") or describe.get("ProcessingStartTime")),
+        end_time=_iso(describe.get("TrainingEndTime") or describe.get("ProcessingEndTime")),
+    )
     if kind == JobKind.TRAINING:
         transitions = describe.get("SecondaryStatusTransitions") or []
         if transitions and isinstance(transitions[-1], Mapping):
@@ -214,7 +237,23 @@ def job_summary(kind: JobKind, describe: Mapping[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def failure_lines(summaries: list[Mapping[str, Any]], *, stopped_ok: bool = False) -> list[str]:
+def may_run(summary: Mapping[str, Any], default_kind: JobKind | None = None) -> bool:
+    """Whether a job summary leaves the job possibly running (no terminal status known).
+
+    A job that does not exist carries its reason and no status: it cannot run. A summary of a
+    kind this table does not know may be anything, so it may run.
+    """
+    status = summary.get("status")
+    if status is None:
+        return not summary.get("failure_reason")
+    try:
+        kind = JobKind(summary.get("kind") or default_kind)
+    except ValueError:
+        return True
+    return not classify(kind, status, summary.get("secondary_status"))[0].terminal
+
+
+def failure_lines(summaries: Sequence[Mapping[str, Any]], *, stopped_ok: bool = False) -> list[str]:
     """One line per job summary that is not a success, with its status and reason."""
     lines = []
     for job in summaries:

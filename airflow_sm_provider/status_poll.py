@@ -39,7 +39,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, classify, job_summary
+from airflow_sm_provider.errors import SageMakerApiError, is_access_denied, is_not_found
+from airflow_sm_provider.job_kinds import KINDS, JobKind, JobSummary, Outcome, classify, job_summary
 from airflow_sm_provider.naming import name_stem
 
 MAX_FILTER_VALUE = 1024
@@ -48,51 +49,10 @@ MAX_RESULTS = 100
 #: Pages of a plain listing per poll; jobs not seen by then are described.
 MAX_LIST_PAGES = 5
 MAX_NAME_CONTAINS = 63
-NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound"})
-THROTTLING_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
-)
-_NOT_FOUND_WORDS = ("could not find", "not found", "does not exist")
-#: AWS: "The request was rejected because the training job is in status Completed."
-_NOT_STOPPABLE_WORDS = ("is in status", "not in a stoppable", "cannot be stopped")
 #: Default +-fraction of jitter on poll delays.
 JITTER = 0.2
 
 Key = tuple[JobKind, str]  # (kind, lower-case name)
-
-
-class SageMakerApiError(Exception):
-    """Raised when a SageMaker API call fails; carries the AWS error code and message."""
-
-    def __init__(self, operation: str, code: str, message: str, http_status: int | None = None) -> None:
-        super().__init__(f"{operation} failed: {code}: {message}")
-        self.operation = operation
-        self.code = code
-        self.message = message
-        self.http_status = http_status
-
-    @property
-    def transient(self) -> bool:
-        """Throttling or a server-side error: worth trying again at the next poll."""
-        return self.code in THROTTLING_CODES or (self.http_status or 0) >= 500
-
-
-def is_not_found(code: str, message: str) -> bool:
-    """Whether an error means "no such job": AWS says ValidationException "Could not find ..."
-    (or "Requested resource not found") for a missing job; ResourceNotFound on other calls."""
-    return code in NOT_FOUND_CODES and any(word in message.lower() for word in _NOT_FOUND_WORDS)
-
-
-def is_not_stoppable(code: str, message: str) -> bool:
-    """Whether a Stop was refused because the job is no longer running (or does not exist)."""
-    return is_not_found(code, message) or (
-        code == "ValidationException" and any(word in message.lower() for word in _NOT_STOPPABLE_WORDS)
-    )
-
-
-def is_access_denied(code: str) -> bool:
-    """Whether an error code means the caller's IAM policy does not allow the call."""
-    return code.startswith("AccessDenied") or code == "UnauthorizedOperation"
 
 
 def poll_delay(
@@ -159,7 +119,7 @@ class JobState:
     failure_reason: str | None = None
     warning: str | None = None
     confirmed: bool = False
-    summary: dict[str, Any] | None = None
+    summary: JobSummary | None = None
 
 
 @dataclass
@@ -219,9 +179,7 @@ class StatusPoll:
         """The calls that can be made now (independent of each other); empty when done."""
         if self._phase == "listing":
             calls = [
-                Call(
-                    s.method, {**s.params, **({"NextToken": s.next_token} if s.next_token else {})}, stream=i
-                )
+                Call(s.method, _page_params(s), stream=i)
                 for i, s in enumerate(self.streams)
                 if not s.finished and (not s.started or s.next_token)
             ]
@@ -279,7 +237,7 @@ class StatusPoll:
             outcome=Outcome.FAILED,
             failure_reason=reason,
             confirmed=True,
-            summary={"kind": call.kind.value, "name": call.job, "status": None, "failure_reason": reason},
+            summary=JobSummary(kind=call.kind.value, name=call.job, status=None, failure_reason=reason),
         )
         self._describing.discard(key)
         return True

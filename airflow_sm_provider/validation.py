@@ -15,16 +15,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_sm_provider.naming import TAG_PREFIX, JobIdentity, identity_tags
+from airflow_sm_provider.errors import ConfigValidationError
+from airflow_sm_provider.job_kinds import KINDS, JobKind
+from airflow_sm_provider.naming import NAME_PATTERN, TAG_PREFIX, JobIdentity, identity_tags
 
 # SageMaker's own limits: training jobs may run 28 days, processing jobs 9 days (777,600 s).
-MAX_RUNTIME_SECONDS = {"training": 28 * 24 * 3600, "processing": 777_600}
+MAX_RUNTIME_SECONDS = {JobKind.TRAINING: 28 * 24 * 3600, JobKind.PROCESSING: 777_600}
 # A training job may wait 30 minutes to 28 days for capacity (MaxPendingTimeInSeconds).
 PENDING_SECONDS = (1800, 28 * 24 * 3600)
-NAME_KEYS = {"training": "TrainingJobName", "processing": "ProcessingJobName"}
 # Environment: at most 100 variables; key and value length per kind.
 MAX_ENVIRONMENT = 100
-ENVIRONMENT_LENGTH = {"training": 512, "processing": 256}
+ENVIRONMENT_LENGTH = {JobKind.TRAINING: 512, JobKind.PROCESSING: 256}
 # HyperParameters: at most 100, keys up to 256 characters, values up to 2,500.
 MAX_HYPERPARAMETERS = 100
 HYPERPARAMETER_LENGTHS = (256, 2500)
@@ -34,8 +35,8 @@ MAX_USER_TAGS = MAX_TAGS - len(identity_tags(JobIdentity("", "", "", ""), ""))
 
 # Fields that Jinja renders as strings and the API wants as integers (the Amazon provider's
 # ``integer_fields``, plus the ones it misses). Paths walk into every element of a list.
-INTEGER_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "training": (
+INTEGER_FIELDS: dict[JobKind, tuple[tuple[str, ...], ...]] = {
+    JobKind.TRAINING: (
         ("ResourceConfig", "InstanceCount"),
         ("ResourceConfig", "VolumeSizeInGB"),
         ("ResourceConfig", "KeepAlivePeriodInSeconds"),
@@ -45,29 +46,19 @@ INTEGER_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("StoppingCondition", "MaxPendingTimeInSeconds"),
         ("RetryStrategy", "MaximumRetryAttempts"),
     ),
-    "processing": (
+    JobKind.PROCESSING: (
         ("ProcessingResources", "ClusterConfig", "InstanceCount"),
         ("ProcessingResources", "ClusterConfig", "VolumeSizeInGB"),
         ("StoppingCondition", "MaxRuntimeInSeconds"),
     ),
 }
 
-_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]+")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9-]+")
 _BUCKET = re.compile(r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 _INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 _ENVIRONMENT_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-class ConfigValidationError(ValueError):
-    """Raised when a job config breaks one or more rules; lists each field with its rule."""
-
-    def __init__(self, kind: str, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  {field}: {rule}" for field, rule in problems)
-        super().__init__(f"invalid {kind} job config ({len(problems)} problem(s)):\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +78,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str] | None:
     return bucket, key
 
 
-def coerce_integers(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+def coerce_integers(kind: JobKind | str, config: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of ``config`` with the rendered integer fields turned into ints.
 
     Only text that is an integer is converted; anything else is left for ``validate_config``
@@ -112,7 +103,7 @@ def _coerce(node: Any, path: tuple[str, ...]) -> None:
         node[path[0]] = int(node[path[0]])
 
 
-def validate_config(kind: str, config: Any, *, name_max_length: int = 63) -> None:
+def validate_config(kind: JobKind | str, config: Any, *, name_max_length: int = 63) -> None:
     """Raise ``ConfigValidationError`` listing every rule ``config`` breaks.
 
     ``name_max_length`` is what is left of SageMaker's 63 characters once the job's identity
@@ -130,12 +121,12 @@ def validate_config(kind: str, config: Any, *, name_max_length: int = 63) -> Non
             "buckets and upload inputs in an upstream task, e.g. with S3CreateBucketOperator or "
             "LocalFilesystemToS3Operator",
         )
-    checker.job_name(config, NAME_KEYS[kind], name_max_length)
+    checker.job_name(config, KINDS[kind].name_key, name_max_length)
     checker.role_arn(config)
     length = ENVIRONMENT_LENGTH[kind]
     checker.string_map(config, "Environment", MAX_ENVIRONMENT, length, length, key_pattern=_ENVIRONMENT_KEY)
     checker.tags(config)
-    if kind == "training":
+    if kind == JobKind.TRAINING:
         _check_training(checker, config)
     else:
         _check_processing(checker, config)
@@ -169,7 +160,11 @@ def _check_training(checker: _Checker, config: Mapping[str, Any]) -> None:
     if stopping is not None:
         where = "config.StoppingCondition"
         runtime = checker.positive_int(
-            stopping, "MaxRuntimeInSeconds", where, required=True, maximum=MAX_RUNTIME_SECONDS["training"]
+            stopping,
+            "MaxRuntimeInSeconds",
+            where,
+            required=True,
+            maximum=MAX_RUNTIME_SECONDS[JobKind.TRAINING],
         )
         wait = checker.positive_int(stopping, "MaxWaitTimeInSeconds", where)
         checker.positive_int(
@@ -219,7 +214,7 @@ def _check_processing(checker: _Checker, config: Mapping[str, Any]) -> None:
             "MaxRuntimeInSeconds",
             "config.StoppingCondition",
             required=True,
-            maximum=MAX_RUNTIME_SECONDS["processing"],
+            maximum=MAX_RUNTIME_SECONDS[JobKind.PROCESSING],
         )
     inputs = checker.items(config, "ProcessingInputs", "config", maximum=10)
     checker.unique_names(inputs, "InputName", "config.ProcessingInputs")
@@ -248,7 +243,7 @@ def _check_processing(checker: _Checker, config: Mapping[str, Any]) -> None:
                 checker.fail(where, "needs S3Output or FeatureStoreOutput")
 
 
-def s3_inputs(kind: str, config: Mapping[str, Any]) -> list[S3InputRef]:
+def s3_inputs(kind: JobKind | str, config: Mapping[str, Any]) -> list[S3InputRef]:
     """The S3 locations a valid config reads, with the field each comes from.
 
     Manifest files and the training code archive (``sagemaker_submit_directory``) must exist as
@@ -257,8 +252,8 @@ def s3_inputs(kind: str, config: Mapping[str, Any]) -> list[S3InputRef]:
     return list(_s3_inputs(_kind(kind), config))
 
 
-def _s3_inputs(kind: str, config: Mapping[str, Any]) -> Iterator[S3InputRef]:
-    if kind == "training":
+def _s3_inputs(kind: JobKind, config: Mapping[str, Any]) -> Iterator[S3InputRef]:
+    if kind == JobKind.TRAINING:
         for i, channel in enumerate(config.get("InputDataConfig") or []):
             s3 = (channel.get("DataSource") or {}).get("S3DataSource")
             if s3 and str(s3.get("S3Uri", "")).startswith("s3://"):
@@ -275,12 +270,12 @@ def _s3_inputs(kind: str, config: Mapping[str, Any]) -> Iterator[S3InputRef]:
                 yield S3InputRef(field, s3["S3Uri"], prefix=s3.get("S3DataType") == "S3Prefix")
 
 
-def _kind(kind: Any) -> str:
+def _kind(kind: Any) -> JobKind:
     """Accept ``JobKind`` members and their string values alike."""
-    value = getattr(kind, "value", kind)
-    if value not in NAME_KEYS:
-        raise ValueError(f"unknown job kind {kind!r}")
-    return value
+    try:
+        return JobKind(getattr(kind, "value", kind))
+    except ValueError:
+        raise ValueError(f"unknown job kind {kind!r}") from None
 
 
 class _Checker:
@@ -341,7 +336,7 @@ class _Checker:
             return
         if not isinstance(name, str):
             self.fail(f"config.{key}", f"must be a string, got {type(name).__name__}")
-        elif not _JOB_NAME.fullmatch(name):
+        elif not NAME_PATTERN.fullmatch(name):
             self.fail(f"config.{key}", "must match [a-zA-Z0-9](-*[a-zA-Z0-9])* (letters, digits, hyphens)")
         elif len(name) > max_length:
             self.fail(

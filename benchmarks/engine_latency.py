@@ -1,14 +1,13 @@
 """Local engine latencies: start-up, CreateTrainingJob -> script running, no-op job end to end.
 
-    python benchmarks/engine_latency.py [--runs 10]
+    python -m benchmarks --only engine_latency [--runs 10]
 
 Targets (issue "Local SageMaker engine"): start <= 3 s, create -> running <= 1 s, no-op
-training job end to end <= 2 s (medians). Results go to benchmarks/results/engine_latency.json.
+training job end to end <= 2 s (medians).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import socket
 import subprocess
@@ -18,10 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-from _common import save, summarize
-
-from airflow_sm_provider.local.context import ENGINE_ACCESS_KEY_ID, ENGINE_SECRET_ACCESS_KEY
+from benchmarks.harness import Settings, benchmark, summarize
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/noop:latest"
@@ -34,6 +30,10 @@ def _free_port() -> int:
 
 
 def _client(endpoint: str, service: str):
+    import boto3
+
+    from airflow_sm_provider.local.context import ENGINE_ACCESS_KEY_ID, ENGINE_SECRET_ACCESS_KEY
+
     return boto3.client(
         service,
         endpoint_url=endpoint,
@@ -131,21 +131,12 @@ def measure_jobs(runs: int) -> tuple[list[float], list[float]]:
     return to_running, end_to_end
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
-    start = measure_start(args.runs)
-    to_running, end_to_end = measure_jobs(args.runs)
-    save(
-        "engine_latency",
-        {
-            "engine_start_to_first_call": {**summarize(start), "target_ms": 3000},
-            "create_training_job_to_script_running": {**summarize(to_running), "target_ms": 1000},
-            "noop_training_job_end_to_end": {**summarize(end_to_end), "target_ms": 2000},
-        },
-    )
-
-
-if __name__ == "__main__":
-    main()
+@benchmark("engine_latency", "local engine: start, create -> running, no-op training job end to end")
+def engine_latency(settings: Settings) -> dict:
+    start = measure_start(settings.runs)
+    to_running, end_to_end = measure_jobs(settings.runs)
+    return {
+        "engine_start_to_first_call": summarize(start, target_ms=3000),
+        "create_training_job_to_script_running": summarize(to_running, target_ms=1000),
+        "noop_training_job_end_to_end": summarize(end_to_end, target_ms=2000),
+    }

@@ -22,7 +22,14 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from airflow_sm_provider._compat import AirflowException
+from airflow_sm_provider.aws_args import AwsArgs
+from airflow_sm_provider.errors import (
+    JobNamesExhaustedError,
+    JobOwnershipError,
+    SageMakerApiError,
+    is_not_found,
+    is_not_stoppable,
+)
 from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, can_attach, classify
 from airflow_sm_provider.naming import (
     CONFIG_HASH_TAG,
@@ -33,24 +40,13 @@ from airflow_sm_provider.naming import (
     identity_tags,
     job_name,
 )
-from airflow_sm_provider.status_poll import (
-    JobState,
-    SageMakerApiError,
-    denied_warning,
-    is_not_found,
-    is_not_stoppable,
-    run_poll,
-)
+from airflow_sm_provider.status_poll import JobState, denied_warning, run_poll
 
-__all__ = ["JobOwnershipError", "SageMakerApiError", "SageMakerJobsHook", "StartedJob", "jobs_hook"]
+__all__ = ["SageMakerJobsHook", "StartedJob", "api_error", "jobs_hook"]
 
 DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
 #: How many deterministic names a task instance may go through (one per failed/stopped try).
 MAX_NAME_ATTEMPTS = 100
-
-
-class JobOwnershipError(AirflowException):
-    """Raised when a job under our derived name belongs to another task (its identity tag differs)."""
 
 
 @dataclass(frozen=True)
@@ -211,7 +207,7 @@ class SageMakerJobsHook(AwsBaseHook):
                 "" if same_config else " with another config",
             )
             attempt += 1
-        raise AirflowException(f"gave up after {MAX_NAME_ATTEMPTS} job names for {identity.key()}")
+        raise JobNamesExhaustedError(f"gave up after {MAX_NAME_ATTEMPTS} job names for {identity.key()}")
 
     def _create(
         self, kind: JobKind, config: Mapping[str, Any], name: str, identity: JobIdentity, fingerprint: str
@@ -222,13 +218,6 @@ class SageMakerJobsHook(AwsBaseHook):
         return self.call(spec.create_method, **request)[spec.arn_key]
 
 
-def jobs_hook(
-    aws_conn_id: str | None,
-    region_name: str | None = None,
-    verify: bool | str | None = None,
-    botocore_config: dict[str, Any] | None = None,
-) -> SageMakerJobsHook:
-    """The hook for an operator's, sensor's or trigger's AWS arguments (one spelling of them)."""
-    return SageMakerJobsHook(
-        aws_conn_id=aws_conn_id, region_name=region_name, verify=verify, config=botocore_config
-    )
+def jobs_hook(aws: AwsArgs) -> SageMakerJobsHook:
+    """The hook for an operator's, sensor's or trigger's AWS arguments."""
+    return SageMakerJobsHook(**aws.hook_kwargs())

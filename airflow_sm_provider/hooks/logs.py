@@ -22,9 +22,14 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+from airflow_sm_provider.job_kinds import KINDS, JobKind
+
+if TYPE_CHECKING:
+    from airflow_sm_provider.aws_args import AwsArgs
 
 # Pages read from one stream per poll; the rest is read on the next poll (its token is kept).
 MAX_PAGES_PER_STREAM = 50
@@ -128,3 +133,11 @@ class JobLogTailer:
     def short_name(self, stream: str) -> str:
         """The stream name without the job prefix (``algo-1-1700000000``)."""
         return stream.removeprefix(self.prefix)
+
+
+def job_log_tailer(aws: AwsArgs, kind: JobKind, job_name: str) -> JobLogTailer:
+    """A tailer of one job's logs, with a CloudWatch Logs client from the AWS arguments."""
+    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+
+    client = AwsLogsHook(**aws.hook_kwargs()).conn
+    return JobLogTailer(client, KINDS[JobKind(kind)].log_group, job_name)

@@ -36,16 +36,13 @@ from airflow_sm_provider._compat import (
     conf,
     default_deferrable,
 )
-from airflow_sm_provider.job_kinds import KINDS, JobKind, Outcome, classify, failure_lines, job_summary
+from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
+from airflow_sm_provider.errors import ConfigValidationError, is_transient
+from airflow_sm_provider.events import read_event
+from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, failure_lines, job_summary, may_run
 from airflow_sm_provider.naming import MAX_PREFIX_LENGTH, JobIdentity
-from airflow_sm_provider.status_poll import SageMakerApiError, poll_delay
-from airflow_sm_provider.validation import (
-    ConfigValidationError,
-    coerce_integers,
-    parse_s3_uri,
-    s3_inputs,
-    validate_config,
-)
+from airflow_sm_provider.status_poll import poll_delay
+from airflow_sm_provider.validation import coerce_integers, s3_inputs, validate_config
 
 if TYPE_CHECKING:
     from airflow_sm_provider._compat import Context
@@ -55,8 +52,6 @@ if TYPE_CHECKING:
 
 NAMESPACE_SECTION = "sagemaker_provider"
 _WAITING = (Outcome.PENDING, Outcome.RUNNING)
-#: Trigger event ``reason`` meaning the wait failed, not the job: the job may still run.
-POLL_FAILED = "poll_failed"
 
 
 def default_namespace() -> str:
@@ -68,18 +63,15 @@ def default_namespace() -> str:
     return conf.get(NAMESPACE_SECTION, "namespace", fallback="default") or "default"
 
 
-class SageMakerJobOperator(BaseOperator):
+class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
     """Start one SageMaker job from a config in the API's shape, and optionally wait for it.
 
     :param config: the CreateTrainingJob / CreateProcessingJob request (templated), as the
         Amazon provider's operators take it. Its job name is kept as a readable prefix; the
         job's real name adds a hash of the task's identity (see ``namespace``). Rendered integer
         fields are converted to ints; KMS, VPC and spot settings pass through untouched.
-    :param aws_conn_id: Airflow AWS connection (its ``endpoint_url`` extra may point at the
-        local engine).
-    :param region_name: AWS region; default from the connection or boto3.
-    :param verify: TLS verification for boto3 (bool or CA bundle path).
-    :param botocore_config: botocore ``Config`` options as a dict.
+    :param aws_conn_id, region_name, verify, botocore_config: how to reach AWS (templated);
+        see ``aws_args.AwsArgs``.
     :param wait_for_completion: wait until the job ends (default True). With False the task
         returns once the job is started; wait with ``JobSensor``.
     :param deferrable: wait in the triggerer instead of a worker slot; default
@@ -102,14 +94,7 @@ class SageMakerJobOperator(BaseOperator):
     job_kind: ClassVar[JobKind]
     link_class: ClassVar[type[SageMakerJobLink]]
 
-    template_fields: Sequence[str] = (
-        "config",
-        "aws_conn_id",
-        "region_name",
-        "verify",
-        "botocore_config",
-        "namespace",
-    )
+    template_fields: Sequence[str] = aws_template_fields("config", "namespace")
     template_fields_renderers: ClassVar[dict[str, str]] = {"config": "json"}
     ui_color = "#ededed"
 
@@ -136,10 +121,7 @@ class SageMakerJobOperator(BaseOperator):
         if poll_interval <= 0 or max_poll_interval < poll_interval:
             raise ValueError("need 0 < poll_interval <= max_poll_interval")
         self.config = config
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
+        AwsArgs(aws_conn_id, region_name, verify, botocore_config).apply(self)
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
         self.print_log = print_log
@@ -158,19 +140,11 @@ class SageMakerJobOperator(BaseOperator):
         """Built on first use on the worker, never at DAG parse time."""
         from airflow_sm_provider.hooks.jobs import jobs_hook
 
-        return jobs_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
-
-    def _aws_kwargs(self) -> dict[str, Any]:
-        return {
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "verify": self.verify,
-            "config": self.botocore_config,
-        }
+        return jobs_hook(self.aws)
 
     # ---------------------------------------------------------------- execute
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JobSummary:
         try:
             config = self.prepare_config()
             if self.check_inputs_exist:
@@ -203,37 +177,9 @@ class SageMakerJobOperator(BaseOperator):
 
     def check_inputs(self, config: dict[str, Any]) -> None:
         """Raise ``ConfigValidationError`` naming each S3 input that does not exist."""
-        refs = s3_inputs(self.job_kind, config)
-        if not refs:
-            return
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        from botocore.exceptions import ClientError
+        from airflow_sm_provider.hooks.inputs import missing_s3_inputs
 
-        client = S3Hook(**self._aws_kwargs()).conn
-        problems: list[tuple[str, str]] = []
-        for ref in refs:
-            bucket, key = parse_s3_uri(ref.uri) or ("", "")
-            try:
-                if ref.prefix:
-                    found = (
-                        client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0) > 0
-                    )
-                else:
-                    client.head_object(Bucket=bucket, Key=key)
-                    found = True
-            except ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
-                if code == "NoSuchBucket":
-                    problems.append((ref.field, f"bucket {bucket!r} does not exist ({ref.uri})"))
-                    continue
-                if code not in ("404", "NoSuchKey", "NotFound"):
-                    message = error.response.get("Error", {}).get("Message", "")
-                    problems.append((ref.field, f"cannot be checked: {code}: {message} ({ref.uri})"))
-                    continue
-                found = False
-            if not found:
-                where = "under the prefix" if ref.prefix else "at"
-                problems.append((ref.field, f"no S3 object exists {where} {ref.uri}"))
+        problems = missing_s3_inputs(self.aws, s3_inputs(self.job_kind, config))
         if problems:
             raise ConfigValidationError(self.job_kind.value, problems)
 
@@ -256,57 +202,38 @@ class SageMakerJobOperator(BaseOperator):
 
         return JobStatusTrigger(
             jobs=[{"kind": self.job_kind.value, "name": job_name}],
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            **self.aws.kwargs(),
             stopped_ok=self.stopped_ok,
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
             stop_on_kill=True,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> JobSummary:
         """Resume after the trigger fired: raise unless it reports success.
 
         An error event about the wait itself (the trigger could not poll, or reports a job that
         has not ended) stops the job before the task fails.
         """
-        if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
-            raise AirflowException(f"unexpected trigger event: {event!r}")
-        summaries = [job for job in event.get("jobs") or [] if isinstance(job, dict)]
-        if summaries:
-            self.job_name = summaries[0].get("name") or self.job_name
-        message = str(event.get("message") or "")
-        if event["status"] == "error" and (
-            event.get("reason") == POLL_FAILED or not summaries or any(map(self._may_run, summaries))
+        parsed = read_event(event)
+        if parsed.jobs:
+            self.job_name = parsed.jobs[0].get("name") or self.job_name
+        if not parsed.succeeded and (
+            parsed.wait_failed or not parsed.jobs or any(may_run(job, self.job_kind) for job in parsed.jobs)
         ):
             what = self._stop("the wait for it failed")
-            raise AirflowException(f"{message or 'the wait for the SageMaker job failed'}\n{what}")
+            raise AirflowException(f"{parsed.message or 'the wait for the SageMaker job failed'}\n{what}")
         self._job_done = True
         if self.print_log and self.job_name:
             self._print_logs(self.job_name, lambda tailer: tailer.tail())
-        if event["status"] != "success":
-            lines = failure_lines(summaries, stopped_ok=self.stopped_ok)
-            raise AirflowException(message or "\n".join(lines) or "SageMaker job did not succeed")
-        if not summaries:
-            raise AirflowException(f"trigger reported success without the job's summary: {event!r}")
-        return summaries[0]
-
-    def _may_run(self, summary: dict[str, Any]) -> bool:
-        """Whether a job summary leaves the job possibly running (no terminal status)."""
-        status = summary.get("status")
-        if status is None:  # a job that does not exist carries its reason; others are unknown
-            return not summary.get("failure_reason")
-        try:
-            kind = JobKind(summary.get("kind") or self.job_kind)
-        except ValueError:
-            return True
-        return not classify(kind, status, summary.get("secondary_status"))[0].terminal
+        if not parsed.succeeded:
+            lines = failure_lines(parsed.jobs, stopped_ok=self.stopped_ok)
+            raise AirflowException(parsed.message or "\n".join(lines) or "SageMaker job did not succeed")
+        return parsed.jobs[0]
 
     # ---------------------------------------------------------------- polling
 
-    def _wait(self, job_name: str) -> dict[str, Any]:
+    def _wait(self, job_name: str) -> JobSummary:
         """Poll until the job ends; if anything else ends the wait, stop the job and re-raise."""
         try:
             return self._poll(job_name)
@@ -315,14 +242,12 @@ class SageMakerJobOperator(BaseOperator):
                 error.add_note(self._stop("the wait for it failed"))
             raise
 
-    def _poll(self, job_name: str) -> dict[str, Any]:
+    def _poll(self, job_name: str) -> JobSummary:
         """Poll the batched status call with backoff, tailing logs and status changes.
 
         Transient errors (throttling, server and connection errors that outlast botocore's
         retries) are logged and polled again; any other error is raised.
         """
-        from botocore.exceptions import BotoCoreError
-
         tailing = self.print_log
         seen, changed_at = None, time.monotonic()
         while True:
@@ -339,8 +264,8 @@ class SageMakerJobOperator(BaseOperator):
                         self.job_kind, self.hook.describe_job(self.job_kind, job_name)
                     )
                     break
-            except (SageMakerApiError, BotoCoreError) as error:
-                if isinstance(error, SageMakerApiError) and not error.transient:
+            except Exception as error:
+                if not is_transient(error):
                     raise
                 self.log.warning("Status poll of job %s failed, trying again: %s", job_name, error)
             time.sleep(poll_delay(time.monotonic() - changed_at, self.poll_interval, self.max_poll_interval))
@@ -349,7 +274,7 @@ class SageMakerJobOperator(BaseOperator):
             self._print_logs(job_name, lambda tailer: tailer.poll())
         return self._finish(summary, state.outcome)
 
-    def _finish(self, summary: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    def _finish(self, summary: JobSummary, outcome: Outcome) -> JobSummary:
         """The XCom summary of an ended job; raise unless it succeeded (or stopped, if that is ok)."""
         if outcome == Outcome.SUCCEEDED or (outcome == Outcome.STOPPED and self.stopped_ok):
             if summary.get("billable_seconds") is not None:
@@ -362,12 +287,9 @@ class SageMakerJobOperator(BaseOperator):
 
     @cached_property
     def _log_tailer(self) -> JobLogTailer:
-        from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+        from airflow_sm_provider.hooks.logs import job_log_tailer
 
-        from airflow_sm_provider.hooks.logs import JobLogTailer
-
-        client = AwsLogsHook(**self._aws_kwargs()).conn
-        return JobLogTailer(client, KINDS[self.job_kind].log_group, self.job_name or "")
+        return job_log_tailer(self.aws, self.job_kind, self.job_name or "")
 
     def _print_logs(self, job_name: str, read: Callable[[JobLogTailer], list[LogLine]]) -> bool:
         """Copy the lines ``read`` returns into the task log; False once logs cannot be read.

@@ -17,8 +17,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_sm_provider._compat import AirflowException, BaseSensorOperator
-from airflow_sm_provider.job_kinds import JobKind, Outcome, failure_lines
-from airflow_sm_provider.status_poll import SageMakerApiError
+from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
+from airflow_sm_provider.errors import is_transient
+from airflow_sm_provider.events import read_event
+from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, failure_lines
 
 if TYPE_CHECKING:
     from airflow_sm_provider._compat import Context
@@ -62,17 +64,15 @@ def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[Job
     return refs
 
 
-class JobSensor(BaseSensorOperator):
+class JobSensor(AwsArgsMixin, BaseSensorOperator):
     """Wait until SageMaker jobs end; fail listing every job that did not succeed.
 
     :param jobs: what to wait for (templated): a job summary from ``TrainingJobOperator`` /
         ``ProcessingJobOperator`` (``{"kind", "name", ...}``), a list of them (a mapped task's
         output), or job names with ``job_kind``.
     :param job_kind: "training" or "processing", for plain names.
-    :param aws_conn_id: Airflow AWS connection.
-    :param region_name: AWS region.
-    :param verify: TLS verification for boto3.
-    :param botocore_config: botocore ``Config`` options as a dict.
+    :param aws_conn_id, region_name, verify, botocore_config: how to reach AWS; see
+        ``aws_args.AwsArgs``.
     :param stopped_ok: treat a job stopped by a user as success (running out of time,
         MaxRuntimeExceeded / MaxWaitTimeExceeded, is always a failure).
     :param deferrable: wait in the triggerer (default True, whatever ``[operators]
@@ -91,15 +91,7 @@ class JobSensor(BaseSensorOperator):
     Returns (XCom) the list of the jobs' summaries.
     """
 
-    template_fields: Sequence[str] = (
-        "jobs",
-        "job_kind",
-        "aws_conn_id",
-        "region_name",
-        "verify",
-        "botocore_config",
-        "stopped_ok",
-    )
+    template_fields: Sequence[str] = aws_template_fields("jobs", "job_kind", "stopped_ok")
     ui_color = "#ededed"
 
     def __init__(
@@ -121,28 +113,25 @@ class JobSensor(BaseSensorOperator):
         super().__init__(timeout=timeout, **kwargs)
         self.jobs = jobs
         self.job_kind = job_kind
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
+        AwsArgs(aws_conn_id, region_name, verify, botocore_config).apply(self)
         self.stopped_ok = stopped_ok
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval
         self.stop_on_kill = stop_on_kill
-        self._summaries: list[dict[str, Any]] = []
+        self._summaries: list[JobSummary] = []
 
     @cached_property
     def hook(self) -> SageMakerJobsHook:
         """Built on first use on the worker, never at DAG parse time."""
         from airflow_sm_provider.hooks.jobs import jobs_hook
 
-        return jobs_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
+        return jobs_hook(self.aws)
 
     @property
     def refs(self) -> list[tuple[JobKind, str]]:
         return job_refs(self.jobs, self.job_kind)
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def execute(self, context: Context) -> list[JobSummary]:
         if not self.deferrable:
             super().execute(context)
             return self._summaries
@@ -153,10 +142,7 @@ class JobSensor(BaseSensorOperator):
         self.defer(
             trigger=JobStatusTrigger(
                 jobs=[{"kind": kind.value, "name": name} for kind, name in self.refs],
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
+                **self.aws.kwargs(),
                 stopped_ok=self.stopped_ok,
                 poll_interval=self.poke_interval,
                 max_poll_interval=self.max_poll_interval,
@@ -169,16 +155,11 @@ class JobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         """One batched status poll; raise listing the failures once every job has ended."""
-        from botocore.exceptions import BotoCoreError
-
         try:
             states = self.hook.job_states(self.refs)
-        except SageMakerApiError as error:
-            if not error.transient:
+        except Exception as error:
+            if not is_transient(error):
                 raise
-            self.log.warning("Status poll failed, poking again: %s", error)
-            return False
-        except BotoCoreError as error:
             self.log.warning("Status poll failed, poking again: %s", error)
             return False
         for state in states.values():
@@ -189,23 +170,19 @@ class JobSensor(BaseSensorOperator):
             counts = {o.value: sum(s.outcome == o for s in states.values()) for o in Outcome}
             self.log.info("Waiting on %d of %d job(s): %s", len(waiting), len(states), counts)
             return False
-        self._summaries = [s.summary or {"kind": s.kind.value, "name": s.name} for s in states.values()]
+        self._summaries = [s.summary or JobSummary(kind=s.kind.value, name=s.name) for s in states.values()]
         self._raise_on_failures("", self._summaries)
         return True
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[JobSummary]:
         """Resume after the trigger fired: validate the event, raise unless every job succeeded."""
-        if not isinstance(event, dict) or event.get("status") not in ("success", "error"):
-            raise AirflowException(f"unexpected trigger event: {event!r}")
-        summaries = [job for job in event.get("jobs") or [] if isinstance(job, dict)]
-        if event["status"] == "error":
-            raise AirflowException(event.get("message") or "\n".join(failure_lines(summaries)) or str(event))
-        self._raise_on_failures("trigger reported success, but ", summaries)
-        if not summaries:
-            raise AirflowException(f"trigger reported success without job summaries: {event!r}")
-        return summaries
+        parsed = read_event(event)
+        if not parsed.succeeded:
+            raise AirflowException(parsed.message or "\n".join(failure_lines(parsed.jobs)) or str(event))
+        self._raise_on_failures("trigger reported success, but ", parsed.jobs)
+        return parsed.jobs
 
-    def _raise_on_failures(self, lead: str, summaries: list[dict[str, Any]]) -> None:
+    def _raise_on_failures(self, lead: str, summaries: list[JobSummary]) -> None:
         failures = failure_lines(summaries, stopped_ok=self.stopped_ok)
         if failures:
             raise AirflowException(

@@ -14,14 +14,8 @@ replaced by one Describe per job (``status_poll``). Any other API error ends the
 ``poll_failed`` event: the wait failed, not the jobs, which may still be running. Status values
 the job-kind table does not know are logged and waited through.
 
-Events, fired once:
-
-* ``{"status": "success", "jobs": [job_summary, ...], "message": str}``: every job succeeded;
-* ``{"status": "error", "reason": "jobs_failed", "jobs": [...], "message": str}``: every job
-  has ended and the message lists each that did not succeed, with its reason;
-* ``{"status": "error", "reason": "poll_failed", "jobs": [{"kind", "name"}, ...], "message":
-  str}``: their status could not be read; the jobs were left as they were (an operator that
-  owns them should stop them).
+Events, fired once: a :class:`~airflow_sm_provider.events.JobsEvent` payload (success,
+``jobs_failed`` or ``poll_failed``; see ``events``).
 
 Killing: ``on_kill`` (Airflow 3.3+, called when a user marks the deferred task failed or
 success, or clears it) stops the jobs not yet ended if ``stop_on_kill``. It is never done in
@@ -41,33 +35,26 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_sm_provider._compat import BaseTrigger, TriggerEvent
+from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin
+from airflow_sm_provider.errors import SageMakerApiError, is_not_stoppable, is_transient
+from airflow_sm_provider.events import JOBS_FAILED, POLL_FAILED, JobsEvent
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook, api_error, jobs_hook
-from airflow_sm_provider.job_kinds import KINDS, JobKind, failure_lines
+from airflow_sm_provider.job_kinds import KINDS, JobKind, JobSummary, failure_lines
 from airflow_sm_provider.status_poll import (
     Call,
     JobState,
-    SageMakerApiError,
     denied_warning,
-    is_not_stoppable,
     poll_delay,
     run_poll_async,
     validate_jobs,
 )
 
-#: ``reason`` of an error event whose wait failed while the jobs may still run.
-POLL_FAILED = "poll_failed"
-#: ``reason`` of an error event fired because jobs ended without success.
-JOBS_FAILED = "jobs_failed"
 
-
-class JobStatusTrigger(BaseTrigger):
+class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
     """Fire once all ``jobs`` have ended.
 
     :param jobs: ``[{"kind": "training" | "processing", "name": ...}, ...]``.
-    :param aws_conn_id: Airflow AWS connection.
-    :param region_name: AWS region.
-    :param verify: TLS verification for the client.
-    :param botocore_config: botocore ``Config`` options as a dict.
+    :param aws_conn_id, region_name, verify, botocore_config: see ``aws_args.AwsArgs``.
     :param stopped_ok: count a job stopped by a user as success.
     :param poll_interval: shortest delay between polls, in seconds.
     :param max_poll_interval: longest delay between polls, in seconds.
@@ -93,10 +80,7 @@ class JobStatusTrigger(BaseTrigger):
             raise ValueError("JobStatusTrigger needs at least one job")
         self.jobs = [{"kind": JobKind(job["kind"]).value, "name": job["name"]} for job in jobs]
         validate_jobs(self.refs)  # a name given as two kinds: refused here, not at the first poll
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
+        AwsArgs(aws_conn_id, region_name, verify, botocore_config).apply(self)
         self.stopped_ok = stopped_ok
         self.poll_interval = poll_interval
         self.max_poll_interval = max(poll_interval, max_poll_interval)
@@ -111,10 +95,7 @@ class JobStatusTrigger(BaseTrigger):
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "jobs": self.jobs,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-                "verify": self.verify,
-                "botocore_config": self.botocore_config,
+                **self.aws.kwargs(),
                 "stopped_ok": self.stopped_ok,
                 "poll_interval": self.poll_interval,
                 "max_poll_interval": self.max_poll_interval,
@@ -124,7 +105,7 @@ class JobStatusTrigger(BaseTrigger):
         )
 
     def hook(self) -> SageMakerJobsHook:
-        return jobs_hook(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
+        return jobs_hook(self.aws)
 
     @property
     def refs(self) -> list[tuple[JobKind, str]]:
@@ -142,12 +123,10 @@ class JobStatusTrigger(BaseTrigger):
             while True:
                 try:
                     poll = await run_poll_async(self.refs, invoke, skip=self._denied)
-                except SageMakerApiError as error:
-                    if not error.transient:
+                except (SageMakerApiError, BotoCoreError) as error:
+                    if not is_transient(error):
                         yield TriggerEvent(self.poll_failed_event(error))
                         return
-                    self.log.warning("Status poll failed, trying again: %s", error)
-                except BotoCoreError as error:
                     self.log.warning("Status poll failed, trying again: %s", error)
                 else:
                     for method, message in poll.denied.items():
@@ -167,26 +146,26 @@ class JobStatusTrigger(BaseTrigger):
     def event(self, states: Mapping[str, JobState]) -> dict[str, Any]:
         """The event payload for jobs that have all ended."""
         summaries = [
-            states[name].summary or {"kind": kind.value, "name": name, "status": states[name].status}
+            states[name].summary or JobSummary(kind=kind.value, name=name, status=states[name].status)
             for kind, name in self.refs
         ]
         failures = failure_lines(summaries, stopped_ok=self.stopped_ok)
         if not failures:
-            return {"status": "success", "jobs": summaries, "message": f"{len(summaries)} job(s) succeeded"}
+            return JobsEvent("success", summaries, f"{len(summaries)} job(s) succeeded").to_payload()
         message = f"{len(failures)} of {len(summaries)} SageMaker job(s) did not succeed:\n" + "\n".join(
             failures
         )
-        return {"status": "error", "reason": JOBS_FAILED, "jobs": summaries, "message": message}
+        return JobsEvent("error", summaries, message, JOBS_FAILED).to_payload()
 
     def poll_failed_event(self, error: Exception) -> dict[str, Any]:
         """The event payload when the wait itself fails: the jobs did not fail, and may still run."""
-        summaries = [{"kind": kind.value, "name": name} for kind, name in self.refs]
+        summaries = [JobSummary(kind=kind.value, name=name) for kind, name in self.refs]
         message = (
             f"the wait failed, not the SageMaker job(s): cannot read their status ({error}); "
             f"they were left as they were and may still be running: "
             + ", ".join(f"{kind.value} job {name}" for kind, name in self.refs)
         )
-        return {"status": "error", "reason": POLL_FAILED, "jobs": summaries, "message": message}
+        return JobsEvent("error", summaries, message, POLL_FAILED).to_payload()
 
     def _log_progress(self, states: Mapping[str, JobState]) -> None:
         counts: dict[str, int] = {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
+from jobs_support import ROLE
 
-from airflow_sm_provider.demo import run_demo
+from airflow_sm_provider.demo import _collect, run_demo
 
 
 def test_refuses_a_non_empty_folder_that_is_not_a_demo_output(tmp_path: Path) -> None:
@@ -15,3 +17,24 @@ def test_refuses_a_non_empty_folder_that_is_not_a_demo_output(tmp_path: Path) ->
     with pytest.raises(SystemExit, match="not empty"):
         run_demo(tmp_path, tmp_path / "dags")
     assert precious.read_text() == "keep me"
+
+
+def test_collect_reads_every_list_page(engine, tmp_path: Path) -> None:
+    """12 jobs: more than the engine's List page of 10, so the run summary must paginate."""
+    sagemaker = engine.client("sagemaker")
+    names = [f"demo-page-{uuid.uuid4().hex[:8]}-{i}" for i in range(12)]
+    for name in names:
+        sagemaker.create_processing_job(
+            ProcessingJobName=name,
+            RoleArn=ROLE,
+            AppSpecification={"ImageUri": "local/python:3", "ContainerEntrypoint": ["python3", "-c", "pass"]},
+            ProcessingResources={
+                "ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1}
+            },
+            StoppingCondition={"MaxRuntimeInSeconds": 60},
+        )
+    first_page = sagemaker.list_processing_jobs()["ProcessingJobSummaries"]
+    assert len(first_page) < len(names)  # the engine pages: one call would miss some
+    collected = [job["name"] for job in _collect(engine, tmp_path) if job["kind"] == "processing"]
+    assert set(names) <= set(collected)
+    assert len(collected) == len(set(collected))

@@ -16,6 +16,7 @@ from airflow_sm_provider.job_kinds import (
     classify,
     failure_lines,
     job_summary,
+    may_run,
     outcome,
 )
 
@@ -145,3 +146,13 @@ def test_failure_lines_list_every_unsuccessful_job_with_its_reason():
         "processing job d ended unknown: job not found",
     ]
     assert len(failure_lines(jobs, stopped_ok=True)) == 2
+
+
+def test_may_run_is_false_only_for_a_terminal_or_missing_job():
+    assert may_run({"kind": "training", "name": "a", "status": "InProgress"})
+    assert may_run({"kind": "training", "name": "a", "status": "Stopping"})
+    assert not may_run({"kind": "training", "name": "a", "status": "Completed"})
+    assert not may_run({"kind": "processing", "name": "a", "status": None, "failure_reason": "job not found"})
+    assert may_run({"kind": "processing", "name": "a"})  # nothing known: it may run
+    assert may_run({"kind": "tuning", "name": "a", "status": "Completed"})  # a kind we do not know
+    assert not may_run({"name": "a", "status": "Failed"}, JobKind.TRAINING)

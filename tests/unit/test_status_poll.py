@@ -14,6 +14,7 @@ from typing import Any
 import botocore.session
 import pytest
 
+from airflow_sm_provider.errors import SageMakerApiError, is_access_denied, is_not_found, is_not_stoppable
 from airflow_sm_provider.job_kinds import JobKind, Outcome
 from airflow_sm_provider.local.search import run_search
 from airflow_sm_provider.naming import JobIdentity, job_name
@@ -22,11 +23,7 @@ from airflow_sm_provider.status_poll import (
     MAX_FILTERS,
     MAX_LIST_PAGES,
     Call,
-    SageMakerApiError,
     StatusPoll,
-    is_access_denied,
-    is_not_found,
-    is_not_stoppable,
     poll_delay,
     run_poll,
     run_poll_async,
@@ -268,17 +265,53 @@ def test_states_are_kept_per_kind_and_a_name_of_two_kinds_is_refused():
     assert states["Job-B"].kind == JobKind.PROCESSING and states["Job-B"].outcome == Outcome.SUCCEEDED
 
 
-def test_async_runner_matches_the_sync_one():
+def _mixed_service(jobs: list[str]) -> Service:
+    training = {n: ("Completed", "Completed") for n in jobs[:6]}
+    training[jobs[6]] = ("Failed", "Failed")
+    training[jobs[7]] = ("Stopped", "MaxRuntimeExceeded")
+    return Service(training, {"prep-a": "Completed", "prep-b": "Failed"})  # jobs[8:] do not exist
+
+
+@pytest.mark.parametrize(
+    ("scenario", "denied"),
+    [("completed", None), ("mixed", None), ("running", None), ("mixed", "search")],
+)
+def test_async_runner_matches_the_sync_one(scenario, denied):
+    """Both runners drive the same planner: same states, same calls, on the same answers."""
     jobs = names(10)
-    service = Service({n: ("Completed", "Completed") for n in jobs})
+    refs = [(JobKind.TRAINING, n) for n in jobs]
+
+    def service() -> Service:
+        if scenario == "completed":
+            made = Service({n: ("Completed", "Completed") for n in jobs})
+        elif scenario == "running":
+            made = Service({n: ("InProgress", "Training") for n in jobs})
+        else:
+            made = _mixed_service(jobs)
+        if denied:
+            made.denied = {denied: "AccessDeniedException"}
+        return made
+
+    if scenario == "mixed":
+        refs += [(JobKind.PROCESSING, "prep-a"), (JobKind.PROCESSING, "prep-b")]
+    sync_service, async_service = service(), service()
+    sync_poll = run_poll(refs, sync_service)
 
     async def invoke(call: Call) -> dict:
-        return service(call)
+        return async_service(call)
 
-    poll = asyncio.run(run_poll_async([(JobKind.TRAINING, n) for n in jobs], invoke))
-    assert all(s.confirmed and s.outcome == Outcome.SUCCEEDED for s in poll.states().values())
-    json.dumps([s.summary for s in poll.states().values()])
-    assert service.count("search") == 1 and service.count("describe_training_job") == 10
+    async_poll = asyncio.run(run_poll_async(refs, invoke))
+    assert async_poll.states() == sync_poll.states()
+    assert async_poll.denied == sync_poll.denied
+    assert sorted(map(repr, async_service.calls)) == sorted(map(repr, sync_service.calls))
+    json.dumps([s.summary for s in async_poll.states().values()])
+    if scenario == "completed":
+        assert all(s.confirmed and s.outcome == Outcome.SUCCEEDED for s in async_poll.states().values())
+        assert async_service.count("search") == 1 and async_service.count("describe_training_job") == 10
+    if scenario == "mixed":
+        outcomes = {name: state.outcome for name, state in async_poll.states().items()}
+        assert outcomes[jobs[6]] == outcomes[jobs[7]] == outcomes[jobs[9]] == Outcome.FAILED
+        assert outcomes["prep-a"] == Outcome.SUCCEEDED and outcomes["prep-b"] == Outcome.FAILED
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ import copy
 
 import pytest
 
+from airflow_sm_provider.errors import ConfigValidationError
 from airflow_sm_provider.validation import (
     MAX_USER_TAGS,
-    ConfigValidationError,
     S3InputRef,
     coerce_integers,
     s3_inputs,

@@ -9,7 +9,9 @@ import pytest
 from botocore.exceptions import ClientError
 from jobs_support import training_config, upload_script, wait_terminal
 
-from airflow_sm_provider.hooks.jobs import JobOwnershipError, SageMakerApiError, SageMakerJobsHook, jobs_hook
+from airflow_sm_provider.aws_args import AwsArgs
+from airflow_sm_provider.errors import JobOwnershipError, SageMakerApiError
+from airflow_sm_provider.hooks.jobs import SageMakerJobsHook, jobs_hook
 from airflow_sm_provider.job_kinds import JobKind, Outcome
 from airflow_sm_provider.naming import JobIdentity, job_name
 
@@ -40,7 +42,7 @@ def deny(**_) -> None:
 
 @pytest.fixture
 def hook(aws_env) -> SageMakerJobsHook:
-    return jobs_hook(None)
+    return jobs_hook(AwsArgs(aws_conn_id=None))
 
 
 @pytest.fixture

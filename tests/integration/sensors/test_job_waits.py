@@ -48,17 +48,25 @@ async def first_event(t: JobStatusTrigger, timeout: float = 60) -> dict:
     return await asyncio.wait_for(take(), timeout)
 
 
-def test_waits_past_60_polls_and_all_jobs_until_success(start, monkeypatch):
-    """The provider's deferrable waits give up after 60 polls; ours wait as long as jobs run."""
+def test_waits_past_60_polls_and_all_jobs_until_success(start, monkeypatch, tmp_path):
+    """The provider's deferrable waits give up after 60 polls; ours wait as long as jobs run.
+
+    The slow job runs until the trigger's 61st poll has started (it waits for a file that poll
+    writes), so the count does not depend on how fast the machine polls.
+    """
+    release = tmp_path / "release"
     polls = []
     real = trigger_module.run_poll_async
 
     async def counting(*args, **kwargs):
         polls.append(1)
+        if len(polls) == 61:
+            release.touch()
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(trigger_module, "run_poll_async", counting)
-    quick, slow = start("print('done')", "quick"), start("import time; time.sleep(4)", "slow")
+    slow_script = f"import os, time\nwhile not os.path.exists({str(release)!r}):\n    time.sleep(0.02)\n"
+    quick, slow = start("print('done')", "quick"), start(slow_script, "slow")
     event = asyncio.run(first_event(trigger(quick, slow)))
     assert event["status"] == "success", event
     assert len(polls) > 60

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from airflow_sm_provider._compat import AirflowException, AirflowFailException
+from airflow_sm_provider.errors import ConfigValidationError, SageMakerApiError
 from airflow_sm_provider.job_kinds import JobKind, Outcome, job_summary
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
-from airflow_sm_provider.status_poll import JobState, SageMakerApiError
-from airflow_sm_provider.validation import ConfigValidationError
+from airflow_sm_provider.status_poll import JobState
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 ARN = "arn:aws:sagemaker:eu-west-1:123456789012:training-job/train-abc"

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from airflow_sm_provider._compat import AirflowException
+from airflow_sm_provider.errors import SageMakerApiError
 from airflow_sm_provider.job_kinds import JobKind
 from airflow_sm_provider.sensors.jobs import DEFAULT_TIMEOUT, JobSensor, job_refs
-from airflow_sm_provider.status_poll import SageMakerApiError
 
 
 def test_accepts_summaries_mapped_lists_and_plain_names():

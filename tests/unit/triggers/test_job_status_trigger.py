@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_sm_provider.errors import SageMakerApiError
 from airflow_sm_provider.job_kinds import JobKind, Outcome
-from airflow_sm_provider.status_poll import JobState, SageMakerApiError
+from airflow_sm_provider.status_poll import JobState
 from airflow_sm_provider.triggers.jobs import JobStatusTrigger
 
 JOBS = [{"kind": "training", "name": "a"}, {"kind": "processing", "name": "b"}]

@@ -1,0 +1,1 @@
+"""Performance benchmarks of the provider and the local engine: ``python -m benchmarks``."""
