@@ -7,8 +7,9 @@ step, so a second regex (``step_regex``, default ``epoch[=: ]+(\\d+)``) is match
 line; where it does not match, the step is the metric's order in the stream (0, 1, 2, ...).
 
 Speed: instead of one call per line and definition, each regex runs once over a whole chunk of
-lines joined with ``\\n`` (``MULTILINE``, so ``^``/``$`` still anchor at line ends) and match
-offsets are mapped back to lines by bisection. A match must not span lines: one that does is
+lines joined with ``\\n`` (``MULTILINE``, so ``^``/``$`` still anchor at line ends), through
+``split()``, which builds no match objects; counting the ``\\n`` between matches maps each
+match back to its line. A match must not span lines: one that does is
 thrown away and the lines it covered are searched one by one, so the result equals per-line
 matching (only a lookbehind peeking across the line start can still see the ``\\n``).
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
-import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,7 +199,7 @@ class LineMatcher:
         self._unreported.append(DisabledDefinition(name, reason))
 
     def _first_matches(
-        self, name: str, pattern: _Pair, lines: Sequence[str], text: str, starts: list[int]
+        self, name: str, pattern: _Pair, lines: Sequence[str], text: str
     ) -> tuple[list[int], list[str | None]]:
         """Per line, the first match's group 1: (line indexes in the chunk, texts)."""
         plain, guard = pattern
@@ -208,16 +208,21 @@ class LineMatcher:
         except TimeoutError:
             self._disable(name)
             return [], []
+        # Usual case, at C speed: split() hands back the text between matches and the groups;
+        # counting the "\n" between matches gives each match's line. If every "\n" is found
+        # between matches, no match spans lines; if no line holds two, each is its line's first.
+        pieces = plain.split(text)
+        stride = plain.groups + 1
+        between, groups = pieces[0::stride], pieces[1::stride]
+        idx = list(itertools.accumulate(map(str.count, between[:-1], itertools.repeat("\n"))))
+        newlines = (idx[-1] if idx else 0) + between[-1].count("\n")
+        if newlines == text.count("\n") and len(set(idx)) == len(idx):
+            return idx, groups
         found = [(m.start(), m.end(), m.group(1)) for m in plain.finditer(text)]
-        if not found:
-            return [], []
-        begins, ends, groups = zip(*found, strict=True)
-        after = list(map(functools.partial(bisect.bisect_right, starts), begins))
-        idx = [a - 1 for a in after]
-        # Usual case, at C speed: no match runs past its line's "\n", and one match per line.
-        if all(map(operator.lt, ends, map(starts.__getitem__, after))) and len(set(idx)) == len(idx):
-            return idx, list(groups)
-        return self._first_per_line(name, plain, lines, starts, idx, ends, groups)
+        begins, ends, firsts = zip(*found, strict=True)
+        starts = _line_starts(lines)
+        idx = [a - 1 for a in map(functools.partial(bisect.bisect_right, starts), begins)]
+        return self._first_per_line(name, plain, lines, starts, idx, ends, firsts)
 
     def _first_per_line(
         self,
@@ -260,33 +265,47 @@ class LineMatcher:
         if not lines:
             return out
         text = "\n".join(lines)
-        starts = [0, *itertools.accumulate(len(line) + 1 for line in lines)]
         base = self._lines_seen
         self._lines_seen += len(lines)
-        steps: dict[int, int] = {}
-        if self._step is not None and STEP_REGEX_NAME not in self.disabled:
-            idx, texts = self._first_matches(STEP_REGEX_NAME, self._step, lines, text, starts)
-            for i, step_text in zip(idx, texts, strict=True):
-                try:
-                    steps[i] = int(step_text)  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    continue
+        found: list[tuple[str, list[int], list[float]]] = []
         for name, pattern in self._patterns.items():
             if name in self.disabled:
                 continue
-            idx, texts = self._first_matches(name, pattern, lines, text, starts)
+            idx, texts = self._first_matches(name, pattern, lines, text)
             values = _parse_floats(texts)
             if None in values:
                 self.unparsed[name] += values.count(None)
                 idx = [i for i, v in zip(idx, values, strict=True) if v is not None]
                 values = [v for v in values if v is not None]
+            found.append((name, idx, values))  # type: ignore[arg-type]
+        steps = self._steps(lines, sorted(set().union(*(idx for _, idx, _ in found))))
+        for name, idx, values in found:
             order = self._order[name]
             out.metric.extend([name] * len(idx))
-            out.value.extend(values)  # type: ignore[arg-type]
-            out.step.extend([steps.get(i, order + k) for k, i in enumerate(idx)])
-            out.line.extend([base + i for i in idx])
+            out.value.extend(values)
+            out.step.extend(map(steps.get, idx, range(order, order + len(idx))))
+            out.line.extend(map(base.__add__, idx))
             self._order[name] = order + len(idx)
         return out
+
+    def _steps(self, lines: Sequence[str], matched: list[int]) -> dict[int, int]:
+        """Step per line, from the step regex, run over only the lines that hold a metric."""
+        if self._step is None or STEP_REGEX_NAME in self.disabled or not matched:
+            return {}
+        sub = [lines[i] for i in matched]
+        idx, texts = self._first_matches(STEP_REGEX_NAME, self._step, sub, "\n".join(sub))
+        steps = {}
+        for i, step_text in zip(idx, texts, strict=True):
+            try:
+                steps[matched[i]] = int(step_text)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+        return steps
+
+
+def _line_starts(lines: Sequence[str]) -> list[int]:
+    """Offsets of each line in ``"\n".join(lines)``, plus the end (one past the last "\n")."""
+    return [0, *itertools.accumulate(len(line) + 1 for line in lines)]
 
 
 @dataclass

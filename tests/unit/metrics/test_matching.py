@@ -142,6 +142,6 @@ def test_catastrophic_regex_is_bounded_disabled_once_and_others_continue() -> No
 
 def test_catastrophic_step_regex_is_bounded_too() -> None:
     matcher = LineMatcher([LOSS], step_regex=r"(a|aa)+$", timeout=0.2)
-    found = matcher.feed(["a" * 60 + "b", "loss=5"])
+    found = matcher.feed(["loss=5 " + "a" * 60 + "b"])
     assert found.value == [5.0] and found.step == [0]
     assert [d.name for d in matcher.take_disabled()] == ["step_regex"]
