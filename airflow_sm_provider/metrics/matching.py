@@ -143,7 +143,7 @@ def _parse_floats(texts: list[str | None]) -> list[float | None]:
 _Pair = tuple[regex.Pattern[str], regex.Pattern[str]]
 
 
-def _compile(pattern: str) -> _Pair:
+def _compile(pattern: str, field_name: str) -> _Pair:
     """The pattern, and its guard: the same search that never succeeds, so it runs with a timeout.
 
     ``regex``'s ``timeout=`` costs about 4 us per match found, which would halve throughput;
@@ -151,10 +151,14 @@ def _compile(pattern: str) -> _Pair:
     so it pays nothing per match yet does the same work. Only a chunk the guard finished
     within the budget is then matched for real, without the timeout.
     """
-    return (
-        regex.compile(pattern, regex.MULTILINE),
-        regex.compile(f"(?:{pattern})(*SKIP)(*FAIL)", regex.MULTILINE),
-    )
+    plain = regex.compile(pattern, regex.MULTILINE)
+    # In verbose mode a trailing "# comment" would swallow the closing parenthesis.
+    end = "\n)" if plain.flags & regex.VERBOSE else ")"
+    try:
+        guard = regex.compile(f"(?:{pattern}{end}(*SKIP)(*FAIL)", regex.MULTILINE)
+    except regex.error as exc:
+        raise MetricDefinitionError(f"{field_name}: cannot be bounded in time ({exc})") from None
+    return plain, guard
 
 
 class LineMatcher:
@@ -179,8 +183,10 @@ class LineMatcher:
             problems = _check_pattern(STEP_REGEX_NAME, step_regex, REGEX_LENGTH)
             if problems:
                 raise MetricDefinitionError("; ".join(problems))
-        self._patterns = {d.name: _compile(d.regex) for d in self.definitions}
-        self._step = _compile(step_regex) if step_regex else None
+        self._patterns = {
+            d.name: _compile(d.regex, f"MetricDefinitions[{i}].Regex") for i, d in enumerate(self.definitions)
+        }
+        self._step = _compile(step_regex, STEP_REGEX_NAME) if step_regex else None
         self._timeout = timeout
         self._lines_seen = 0
         self._order = dict.fromkeys(self._patterns, 0)
@@ -218,6 +224,7 @@ class LineMatcher:
         newlines = (idx[-1] if idx else 0) + between[-1].count("\n")
         if newlines == text.count("\n") and len(set(idx)) == len(idx):
             return idx, groups
+        # No timeout needed: the guard just did this same search within the budget.
         found = [(m.start(), m.end(), m.group(1)) for m in plain.finditer(text)]
         begins, ends, firsts = zip(*found, strict=True)
         starts = _line_starts(lines)

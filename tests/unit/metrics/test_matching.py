@@ -145,3 +145,13 @@ def test_catastrophic_step_regex_is_bounded_too() -> None:
     found = matcher.feed(["loss=5 " + "a" * 60 + "b"])
     assert found.value == [5.0] and found.step == [0]
     assert [d.name for d in matcher.take_disabled()] == ["step_regex"]
+
+
+def test_inline_flags_including_verbose_comments() -> None:
+    lines = ["LOSS=1", "loss=2 # x"]
+    assert match_lines(lines, [{"Name": "l", "Regex": r"(?i)loss=(\S+)"}], step_regex=None).matches.value == [
+        1.0,
+        2.0,
+    ]
+    verbose = {"Name": "l", "Regex": r"(?x) loss = (\d+)  # the value"}
+    assert match_lines(lines, [verbose], step_regex=None).matches.value == [2.0]
