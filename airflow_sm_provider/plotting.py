@@ -160,7 +160,7 @@ def overlay_figure(
     _check_direction(direction)
     fig = new_figure()
     ax = fig.add_subplot()
-    points = frame[frame["metric"] == metric].sort_values(["run", "step"])
+    points = frame[frame["metric"] == metric].sort_values(["run", "step"]).reset_index(drop=True)
     params = hyperparameters_by_run or {}
     keys = differing_params({run: params.get(run, {}) for run in points["run"].unique()})
     ranked = _ranked_runs(points, direction)
@@ -243,7 +243,7 @@ def run_figure(
 
     A run without points gets the "no metrics" chart of :func:`status_figure`.
     """
-    points = frame[frame["run"] == run]
+    points = frame[frame["run"] == run].reset_index(drop=True)
     metrics = sorted(points["metric"].unique())
     if not metrics:
         return status_figure(run)
