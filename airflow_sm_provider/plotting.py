@@ -129,7 +129,14 @@ def _mark_non_finite(ax: Axes, group: pd.DataFrame, labelled: list[bool]) -> Non
     )
 
 
-def _style_axes(ax: Axes, metric: str, ylim: tuple[float, float] | None, log_scale: bool) -> None:
+def _style_axes(
+    ax: Axes, metric: str, ylim: tuple[float, float] | None, log_scale: bool, steps: pd.Series
+) -> None:
+    """Labels, scale and limits; x covers every step, non-finite ones included (lines skip them)."""
+    if not steps.empty:
+        low, high = int(steps.min()), int(steps.max())
+        pad = max(0.5, (high - low) * 0.02)
+        ax.set_xlim(low - pad, high + pad)
     if log_scale:
         ax.set_yscale("log")
     if ylim is not None:
@@ -197,7 +204,7 @@ def overlay_figure(
             zorder=6,
             label=f"best ({direction}): {best[1]:.4g} at step {int(row['step'])}, {row['run']}",
         )
-    _style_axes(ax, metric, ylim, log_scale)
+    _style_axes(ax, metric, ylim, log_scale, points["step"])
     ax.set_title(title or f"{metric}: {len(ranked)} run{'s' if len(ranked) != 1 else ''}")
     if points.empty:
         _say(ax, "no points for this metric")
@@ -272,10 +279,10 @@ def run_figure(
                 label=f"best: {best[1]:.4g} at step {int(row['step'])}",
             )
         _mark_non_finite(ax, group, [False])
-        _style_axes(ax, metric, (ylimits or {}).get(metric), metric in logs)
+        _style_axes(ax, metric, (ylimits or {}).get(metric), metric in logs, group["step"])
         ax.set_title(metric, fontsize="medium")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small", frameon=False)
+            ax.legend(fontsize="small", frameon=False, loc="best")
     for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     return fig

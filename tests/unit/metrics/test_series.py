@@ -199,3 +199,11 @@ def test_merge_precedence_logs_then_run_then_s3() -> None:
     assert rows["step"].tolist() == [0, 1, 2, 3]
     assert math.isnan(rows["value"].iloc[1]) and not rows["finite"].iloc[1]
     assert merge([]).empty
+
+
+def test_every_epoch_is_a_point() -> None:
+    # CloudWatch keeps one point a minute; the logs hold one line per epoch, and so does the series.
+    events = [_event("j/algo-1-1", 60_000 * e // 600, f"epoch={e} train_loss={1 / e}") for e in range(1, 601)]
+    frame = from_log_events(events, DEFS, run="r", job="j")
+    assert len(frame) == 600
+    assert frame["step"].tolist() == list(range(1, 601))
