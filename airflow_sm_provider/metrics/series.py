@@ -117,13 +117,12 @@ def from_log_events(
     for event in events:
         by_stream.setdefault(str(event.get("logStreamName", "")), []).append(event)
     parts: list[pd.DataFrame] = []
+    disabled_in: dict[tuple[str, str], list[str]] = {}
     for stream, stream_events in by_stream.items():
         matcher = LineMatcher(definitions, step_regex=step_regex, timeout=timeout)
         found = matcher.feed([str(e.get("message", "")).rstrip("\r\n") for e in stream_events])
         for disabled in matcher.take_disabled():
-            log.warning(
-                "Metric %r disabled for job %s, stream %s: %s", disabled.name, job, stream, disabled.reason
-            )
+            disabled_in.setdefault((disabled.name, disabled.reason), []).append(stream)
         if not found:
             continue
         stamps = [float(stream_events[i].get("timestamp", math.nan)) for i in found.line]
@@ -138,6 +137,8 @@ def from_log_events(
         )
         part["host"] = [_host_rank(stream)] * len(part)
         parts.append(part)
+    for (name, reason), streams in disabled_in.items():
+        log.warning("Metric %r disabled for job %s (streams %s): %s", name, job, ", ".join(streams), reason)
     if not parts:
         return empty_frame()
     points = pd.concat(parts, ignore_index=True)

@@ -113,10 +113,14 @@ def test_multi_host_job_takes_algo_1_and_fills_from_others() -> None:
 
 def test_catastrophic_definition_is_skipped_and_others_kept(caplog: pytest.LogCaptureFixture) -> None:
     defs = [*DEFS, {"Name": "evil", "Regex": r"(a|aa)+$"}]
-    events = [_event("j/algo-1-1", 1, "a" * 60 + "b"), _event("j/algo-1-1", 2, "epoch=1 train_loss=3")]
+    events = [
+        _event("j/algo-1-1", 1, "a" * 60 + "b"),
+        _event("j/algo-1-1", 2, "epoch=1 train_loss=3"),
+        _event("j/algo-2-1", 1, "a" * 60 + "b"),
+    ]
     frame = from_log_events(events, defs, run="r", job="j", timeout=0.2)
     assert _points(frame, "train:loss") == [(1, 3.0)]
-    assert "'evil' disabled" in caplog.text
+    assert caplog.text.count("'evil' disabled for job j (streams j/algo-1-1, j/algo-2-1)") == 1
 
 
 def test_batch_get_metric_queries_chunks_at_100() -> None:
