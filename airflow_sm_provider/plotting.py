@@ -233,7 +233,8 @@ def _palette(n: int) -> list[Any]:
 
     if n <= 9:
         return [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7][:n]
-    colours = [c for i, c in enumerate(colormaps["tab20"].colors) if i not in (14, 15)]
+    tab20 = colormaps["tab20"].colors  # pairs of a dark and a light shade: all darks first
+    colours = [tab20[i] for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]
     return [colours[i % len(colours)] for i in range(n)]
 
 
