@@ -9,9 +9,12 @@ line; where it does not match, the step is the metric's order in the stream (0, 
 Speed: instead of one call per line and definition, each regex runs once over a whole chunk of
 lines joined with ``\\n`` (``MULTILINE``, so ``^``/``$`` still anchor at line ends), through
 ``split()``, which builds no match objects; counting the ``\\n`` between matches maps each
-match back to its line. A match must not span lines: one that does is
-thrown away and the lines it covered are searched one by one, so the result equals per-line
-matching (only a lookbehind peeking across the line start can still see the ``\\n``).
+match back to its line. A match must not span lines: one that does is thrown away and the
+lines it covered are searched one by one, so the result equals per-line matching (only a
+lookbehind peeking across the line start can still see the ``\\n``). The step regex runs only
+over the lines that hold a metric. Patterns are compiled with the ``regex`` package (its
+default V0 behaviour is ``re``'s), which is also what SageMaker-style patterns such as
+``\\p{L}`` need.
 
 Time bound: every pass over a chunk is first made by a guard (see :func:`_compile`) under the
 ``regex`` package's ``timeout=``, which bounds a whole pass. A definition that times out is
