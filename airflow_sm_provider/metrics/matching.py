@@ -208,9 +208,12 @@ class LineMatcher:
         self._unreported.append(DisabledDefinition(name, reason))
 
     def _first_matches(
-        self, name: str, pattern: _Pair, lines: Sequence[str], text: str
+        self, name: str, pattern: _Pair, lines: Sequence[str], text: str, newlines: int
     ) -> tuple[list[int], list[str | None]]:
-        """Per line, the first match's group 1: (line indexes in the chunk, texts)."""
+        """Per line, the first match's group 1: (line indexes in the chunk, texts).
+
+        ``text`` is ``"\\n".join(lines)`` and ``newlines`` its count of ``"\\n"`` (counted once a chunk).
+        """
         plain, guard = pattern
         try:
             guard.search(text, timeout=self._timeout)
@@ -224,8 +227,8 @@ class LineMatcher:
         stride = plain.groups + 1
         between, groups = pieces[0::stride], pieces[1::stride]
         idx = list(itertools.accumulate(map(str.count, between[:-1], itertools.repeat("\n"))))
-        newlines = (idx[-1] if idx else 0) + between[-1].count("\n")
-        if newlines == text.count("\n") and len(set(idx)) == len(idx):
+        found_newlines = (idx[-1] if idx else 0) + between[-1].count("\n")
+        if found_newlines == newlines and len(set(idx)) == len(idx):
             return idx, groups
         # No timeout needed: the guard just did this same search within the budget.
         found = [(m.start(), m.end(), m.group(1)) for m in plain.finditer(text)]
@@ -275,13 +278,14 @@ class LineMatcher:
         if not lines:
             return out
         text = "\n".join(lines)
+        newlines = text.count("\n")
         base = self._lines_seen
         self._lines_seen += len(lines)
         found: list[tuple[str, list[int], list[float]]] = []
         for name, pattern in self._patterns.items():
             if name in self.disabled:
                 continue
-            idx, texts = self._first_matches(name, pattern, lines, text)
+            idx, texts = self._first_matches(name, pattern, lines, text, newlines)
             values = _parse_floats(texts)
             if None in values:
                 self.unparsed[name] += values.count(None)
@@ -303,7 +307,8 @@ class LineMatcher:
         if self._step is None or STEP_REGEX_NAME in self.disabled or not matched:
             return {}
         sub = [lines[i] for i in matched]
-        idx, texts = self._first_matches(STEP_REGEX_NAME, self._step, sub, "\n".join(sub))
+        text = "\n".join(sub)
+        idx, texts = self._first_matches(STEP_REGEX_NAME, self._step, sub, text, text.count("\n"))
         steps = {}
         for i, step_text in zip(idx, texts, strict=True):
             try:
