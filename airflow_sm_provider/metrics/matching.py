@@ -309,13 +309,24 @@ class LineMatcher:
         sub = [lines[i] for i in matched]
         text = "\n".join(sub)
         idx, texts = self._first_matches(STEP_REGEX_NAME, self._step, sub, text, text.count("\n"))
-        steps = {}
-        for i, step_text in zip(idx, texts, strict=True):
-            try:
-                steps[matched[i]] = int(step_text)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                continue
-        return steps
+        lines_of = map(matched.__getitem__, idx)
+        try:
+            return dict(zip(lines_of, map(int, texts), strict=True))  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # a step that is no integer: that line falls back to order
+            return {
+                line: int(t)
+                for line, t in zip(map(matched.__getitem__, idx), texts, strict=True)
+                if _is_int(t)
+            }
+
+
+def _is_int(text: str | None) -> bool:
+    """Whether a step regex's capture is an integer (``int()`` accepts it)."""
+    try:
+        int(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _line_starts(lines: Sequence[str]) -> list[int]:

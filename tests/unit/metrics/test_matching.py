@@ -155,3 +155,8 @@ def test_inline_flags_including_verbose_comments() -> None:
     ]
     verbose = {"Name": "l", "Regex": r"(?x) loss = (\d+)  # the value"}
     assert match_lines(lines, [verbose], step_regex=None).matches.value == [2.0]
+
+
+def test_a_step_that_is_no_integer_falls_back_to_order() -> None:
+    result = match_lines(["epoch=1 loss=1", "epoch=x1 loss=2"], [LOSS], step_regex=r"epoch=(\S+)")
+    assert result.matches.step == [1, 1]  # the second line's order in the stream is 1
