@@ -102,6 +102,9 @@ def test_failed_and_empty_runs_get_a_chart_that_says_so() -> None:
     assert "Failed: AlgorithmError: out of memory" in [t.get_text() for t in failed.axes[0].texts]
     empty = plotting.run_figure(empty_frame(), "run-y")
     assert [t.get_text() for t in empty.axes[0].texts] == ["no metrics"]
+    overlay = plotting.overlay_figure(empty_frame(), "loss")
+    assert [t.get_text() for t in overlay.axes[0].texts] == ["no points for this metric"]
+    assert plotting.metric_ylimits(empty_frame()) == {}
 
 
 def test_differing_params() -> None:
