@@ -1,0 +1,307 @@
+"""The tidy per-step series of a sweep's metrics: one pandas DataFrame, one row per point.
+
+Columns (:data:`COLUMNS`): ``run`` and ``job`` (str), ``metric`` (str), ``step`` (int64),
+``value`` (float64; NaN and ±inf kept), ``timestamp`` (``datetime64[ns, UTC]``; NaT where the
+source has none), ``source`` (``"logs"``, ``"run"`` or ``"s3"``) and ``finite`` (bool, False for
+NaN/±inf, so a chart or a health rule can flag them instead of losing them).
+
+Sources, each turned into this frame by a pure function here (the hooks do the I/O):
+
+- CloudWatch Logs events, matched with the job's ``MetricDefinitions``
+  (:func:`from_log_events`);
+- ``sagemaker-metrics`` BatchGetMetrics responses for the Runs' ``log_metric`` points
+  (:func:`batch_get_metric_queries`, :func:`from_batch_get_metrics`);
+- a metrics JSON the training script writes (:func:`from_metrics_json`).
+
+:func:`merge` keeps one point per (run, metric, step): logs before run before s3, since the
+logs hold every value the script printed (``log_metric`` drops NaN/inf).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_sm_provider.metrics.matching import (
+    DEFAULT_STEP_REGEX,
+    DEFAULT_TIMEOUT_SECONDS,
+    LineMatcher,
+    validate_definitions,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("run", "job", "metric", "step", "value", "timestamp", "source", "finite")
+DTYPES = {
+    "run": "object",
+    "job": "object",
+    "metric": "object",
+    "step": "int64",
+    "value": "float64",
+    "timestamp": "datetime64[ns, UTC]",
+    "source": "object",
+    "finite": "bool",
+}
+# Precedence in merge(): earlier wins for the same (run, metric, step).
+SOURCES = ("logs", "run", "s3")
+MAX_QUERIES_PER_CALL = 100  # botocore sagemaker-metrics: MetricQueryList max 100
+_TRIAL_COMPONENT_ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:[a-z\-].*/.*")
+_HOST = re.compile(r"algo-(\d+)")
+
+
+def empty_frame() -> pd.DataFrame:
+    """A series with no rows and the right dtypes (what a job without metrics gives)."""
+    return _frame({name: [] for name in COLUMNS if name != "finite"})
+
+
+def _frame(columns: Mapping[str, Any]) -> pd.DataFrame:
+    """Builds the frame from columns (all but ``finite``), fixing dtypes and order."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "run": pd.Series(columns["run"], dtype="object"),
+            "job": pd.Series(columns["job"], dtype="object"),
+            "metric": pd.Series(columns["metric"], dtype="object"),
+            "step": pd.Series(columns["step"], dtype="int64"),
+            "value": pd.Series(columns["value"], dtype="float64"),
+            "timestamp": pd.to_datetime(
+                pd.Series(columns["timestamp"], dtype="float64"), unit="ms", utc=True
+            ).astype("datetime64[ns, UTC]"),
+            "source": pd.Series(columns["source"], dtype="object"),
+        }
+    )
+    frame["finite"] = np.isfinite(frame["value"].to_numpy())
+    return frame[list(COLUMNS)]
+
+
+def _host_rank(stream: str) -> tuple[int, str]:
+    """``algo-1`` first, then ``algo-2``...; streams without a host number after them."""
+    found = _HOST.search(stream)
+    return (int(found.group(1)), "") if found else (1 << 30, stream)
+
+
+def from_log_events(
+    events: Iterable[Mapping[str, Any]],
+    definitions: Sequence[Mapping[str, Any]],
+    *,
+    run: str,
+    job: str,
+    step_regex: str | None = DEFAULT_STEP_REGEX,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> pd.DataFrame:
+    """The series a job's CloudWatch Logs events hold, from all its streams.
+
+    ``events`` are ``GetLogEvents`` / ``FilterLogEvents`` events (``logStreamName``,
+    ``timestamp`` in ms, ``message``), in the order the API returned them per stream. Each
+    stream is matched on its own (the fallback step order counts per stream).
+
+    One point per (metric, step) is kept: from the primary host (``algo-1``) where it has the
+    step, else from the next host that has it (``algo-2``, ...), so a multi-host job whose hosts
+    all print the same epochs gives each point once, while a metric only a worker prints still
+    shows. Within that host the latest log timestamp wins (then the later line), so a spot
+    restart that repeats steps keeps the latest attempt. Definitions that time out are logged
+    once by name and skipped; the others still give their points.
+    """
+    import pandas as pd
+
+    validate_definitions(definitions)
+    by_stream: dict[str, list[Mapping[str, Any]]] = {}
+    for event in events:
+        by_stream.setdefault(str(event.get("logStreamName", "")), []).append(event)
+    parts: list[pd.DataFrame] = []
+    disabled_in: dict[tuple[str, str], list[str]] = {}
+    for stream, stream_events in by_stream.items():
+        matcher = LineMatcher(definitions, step_regex=step_regex, timeout=timeout)
+        found = matcher.feed([str(e.get("message", "")).rstrip("\r\n") for e in stream_events])
+        for disabled in matcher.take_disabled():
+            disabled_in.setdefault((disabled.name, disabled.reason), []).append(stream)
+        if not found:
+            continue
+        stamps = [float(stream_events[i].get("timestamp", math.nan)) for i in found.line]
+        part = pd.DataFrame(
+            {
+                "metric": found.metric,
+                "step": found.step,
+                "value": found.value,
+                "timestamp": stamps,
+                "line": found.line,
+            }
+        )
+        part["host"] = [_host_rank(stream)] * len(part)
+        parts.append(part)
+    for (name, reason), streams in disabled_in.items():
+        log.warning("Metric %r disabled for job %s (streams %s): %s", name, job, ", ".join(streams), reason)
+    if not parts:
+        return empty_frame()
+    points = pd.concat(parts, ignore_index=True)
+    points = points.sort_values(["host", "timestamp", "line"], ascending=[True, False, False], kind="stable")
+    points = points.drop_duplicates(["metric", "step"], keep="first").sort_values(["metric", "step"])
+    n = len(points)
+    return _frame(
+        {
+            "run": [run] * n,
+            "job": [job] * n,
+            "metric": points["metric"].tolist(),
+            "step": points["step"].tolist(),
+            "value": points["value"].tolist(),
+            "timestamp": points["timestamp"].tolist(),
+            "source": ["logs"] * n,
+        }
+    )
+
+
+def batch_get_metric_queries(
+    trial_component_arns: Iterable[str], metric_names: Iterable[str], *, stat: str = "Avg"
+) -> list[list[dict[str, str]]]:
+    """``BatchGetMetrics`` request bodies' ``MetricQueries``, at most 100 per call, per step.
+
+    One query per (trial component, metric) with ``Period`` and ``XAxisType`` both
+    ``IterationNumber``, so each point is one ``log_metric`` step (``stat`` aggregates points a
+    script logged twice for one step). ``ResourceArn`` must be an ARN: the API takes no names.
+    """
+    arns = list(trial_component_arns)
+    for i, arn in enumerate(arns):
+        if not _TRIAL_COMPONENT_ARN.fullmatch(arn):
+            raise ValueError(f"trial_component_arns[{i}]: {arn!r} is not a SageMaker ARN")
+    queries = [
+        {
+            "MetricName": name,
+            "ResourceArn": arn,
+            "MetricStat": stat,
+            "Period": "IterationNumber",
+            "XAxisType": "IterationNumber",
+        }
+        for arn in arns
+        for name in metric_names
+    ]
+    return [queries[i : i + MAX_QUERIES_PER_CALL] for i in range(0, len(queries), MAX_QUERIES_PER_CALL)]
+
+
+def from_batch_get_metrics(
+    response: Mapping[str, Any],
+    queries: Sequence[Mapping[str, str]],
+    run_of_source: Mapping[str, tuple[str, str]],
+) -> pd.DataFrame:
+    """The series of one ``BatchGetMetrics`` response (source ``"run"``).
+
+    The response's ``MetricQueryResults`` answer ``queries`` in order and name neither metric
+    nor resource, so the queries sent come along; ``run_of_source`` maps each query's
+    ``ResourceArn`` to its ``(run, job)``. Results with a ``ValidationError`` or
+    ``InternalError`` status are logged and skipped; ``Truncated`` ones are kept and logged.
+    No timestamps come back with ``XAxisType=IterationNumber``, so ``timestamp`` is NaT.
+    """
+    results = list(response.get("MetricQueryResults") or [])
+    if len(results) != len(queries):
+        raise ValueError(
+            f"MetricQueryResults: {len(results)} results for {len(queries)} queries; must be one per query"
+        )
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS if name != "finite"}
+    for query, result in zip(queries, results, strict=True):
+        status = result.get("Status")
+        if status not in ("Complete", "Truncated"):
+            log.warning(
+                "BatchGetMetrics %s for %s: %s %s",
+                query["MetricName"],
+                query["ResourceArn"],
+                status,
+                result.get("Message", ""),
+            )
+            continue
+        if status == "Truncated":
+            log.warning("BatchGetMetrics %s for %s was truncated", query["MetricName"], query["ResourceArn"])
+        run, job = run_of_source[query["ResourceArn"]]
+        steps = [int(x) for x in result.get("XAxisValues") or []]
+        values = [float(v) for v in result.get("MetricValues") or []]
+        if len(steps) != len(values):
+            raise ValueError(
+                f"MetricQueryResults: XAxisValues and MetricValues differ in length for {query['MetricName']}"
+            )
+        n = len(steps)
+        columns["run"] += [run] * n
+        columns["job"] += [job] * n
+        columns["metric"] += [query["MetricName"]] * n
+        columns["step"] += steps
+        columns["value"] += values
+        columns["timestamp"] += [math.nan] * n
+        columns["source"] += ["run"] * n
+    return _frame(columns)
+
+
+def _json_value(value: Any, where: str) -> float:
+    """A JSON number, null (NaN) or one of the strings NaN/Infinity/-Infinity, as a float."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{where}: must be a number, null or 'NaN'/'Infinity'/'-Infinity'")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{where}: {value!r} is not a number") from None
+
+
+def from_metrics_json(obj: Mapping[str, Any], run: str, job: str) -> pd.DataFrame:
+    """The series of a metrics JSON a training script wrote (source ``"s3"``).
+
+    Accepted format::
+
+        {"metrics": {"<metric>": [0.9, 0.7, ...]}}                       # steps 0, 1, ...
+        {"metrics": {"<metric>": [{"step": 1, "value": 0.9, "timestamp": 1700000000.5}, ...]}}
+
+    ``value`` may be null (NaN) or "NaN"/"Infinity"/"-Infinity" (JSON has no such numbers);
+    ``timestamp`` (optional) is in seconds since the epoch. Other top-level keys are ignored.
+    """
+    metrics = obj.get("metrics") if isinstance(obj, Mapping) else None
+    if not isinstance(metrics, Mapping):
+        raise ValueError("metrics JSON: needs a 'metrics' object mapping metric names to lists of points")
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS if name != "finite"}
+    for name, points in metrics.items():
+        if not isinstance(points, list):
+            raise ValueError(f"metrics.{name}: must be a list of numbers or of {{step, value}} objects")
+        for i, point in enumerate(points):
+            where = f"metrics.{name}[{i}]"
+            if isinstance(point, Mapping):
+                step = point.get("step")
+                if isinstance(step, bool) or not isinstance(step, int):
+                    raise ValueError(f"{where}.step: must be an integer")
+                value = _json_value(point.get("value"), f"{where}.value")
+                stamp = point.get("timestamp")
+                if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, int | float)):
+                    raise ValueError(f"{where}.timestamp: must be seconds since the epoch")
+                millis = math.nan if stamp is None else float(stamp) * 1000
+            else:
+                step, value, millis = i, _json_value(point, where), math.nan
+            columns["run"].append(run)
+            columns["job"].append(job)
+            columns["metric"].append(str(name))
+            columns["step"].append(step)
+            columns["value"].append(value)
+            columns["timestamp"].append(millis)
+            columns["source"].append("s3")
+    return _frame(columns)
+
+
+def merge(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """One series from several sources: per (run, metric, step), logs > run > s3.
+
+    The logs hold every value printed (NaN/inf too, which ``log_metric`` drops) at full step
+    resolution; the Run's points come next; the script's JSON fills what neither has.
+    """
+    import pandas as pd
+
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return empty_frame()
+    joined = pd.concat(parts, ignore_index=True)
+    rank = joined["source"].map({s: i for i, s in enumerate(SOURCES)}).fillna(len(SOURCES))
+    joined = joined.assign(_rank=rank).sort_values(["_rank"], kind="stable")
+    joined = joined.drop_duplicates(["run", "metric", "step"], keep="first")
+    joined = joined.sort_values(["run", "metric", "step"], kind="stable").drop(columns="_rank")
+    return joined.reset_index(drop=True).astype(DTYPES)[list(COLUMNS)]
