@@ -8,12 +8,14 @@ members of its botocore shape explicitly (:func:`pick`), tags merge with the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from airflow_sm_provider.local.errors import ValidationException
 from airflow_sm_provider.local.search import paginate, request_fingerprint
 
+#: An API handler: the request's members in, the response's members out.
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
 #: Tags a SageMaker resource can carry (the service quota "tags per resource").
 MAX_TAGS = 50
 #: MaxResults of a List call that gives none (the API's documented default).
