@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from airflow_sm_provider.local.control import RunResult
+from airflow_sm_provider.local.experiment_records import JobType
 from airflow_sm_provider.local.store import Record
 
 log = logging.getLogger(__name__)
-JobType = Literal["training", "processing"]
 
 
 def run_component_name(experiment_config: Mapping[str, str]) -> dict[str, str]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from airflow_sm_provider.local import lifecycle
+from airflow_sm_provider.local.experiment_records import JobType
 from airflow_sm_provider.local.responses import pick
 from airflow_sm_provider.local.store import Record
 
@@ -49,9 +50,7 @@ class Kind:
     """What the API handlers of one job kind differ in; keys follow the API's ``<kind>Name`` form."""
 
     kind: str  # the Store kind and the API's noun, e.g. "TrainingJob"
-    word: Literal[
-        "training", "processing"
-    ]  # in messages, the ARN's resource type and the experiments job type
+    word: JobType  # in messages, the ARN's resource type and the experiments job type
     fields: tuple[str, ...]
     summary_fields: tuple[str, ...]
     terminal: frozenset[str]

@@ -27,16 +27,20 @@ from airflow_sm_provider.local.job_records import (
     to_describe_training,
 )
 from airflow_sm_provider.local.lifecycle import Event, IllegalTransition
-from airflow_sm_provider.local.responses import MAX_TAGS, list_page, merge_tags, pick
+from airflow_sm_provider.local.responses import MAX_TAGS, Handler, list_page, merge_tags, pick
 from airflow_sm_provider.local.rules import DEFAULT_TRAINING_RUNTIME, check_processing, check_training
 from airflow_sm_provider.local.scheduler import ActiveJob, JobThreads
 from airflow_sm_provider.local.store import AlreadyExists, Record
 
 
 class JobsBackend(JobThreads):
-    """SageMaker training and processing jobs, run for real as local subprocesses."""
+    """SageMaker training and processing jobs, run for real as local subprocesses.
 
-    def operations(self) -> dict[str, Callable[[dict], dict]]:
+    The API handlers are here; the threads they start, and recovery and shutdown, are
+    :class:`JobThreads`' (:mod:`scheduler`).
+    """
+
+    def operations(self) -> dict[str, Handler]:
         return {
             "CreateTrainingJob": self.create_training_job,
             "DescribeTrainingJob": self.describe_training_job,
