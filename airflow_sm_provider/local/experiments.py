@@ -50,7 +50,7 @@ from airflow_sm_provider.local.experiment_records import (
     trial_summary,
 )
 from airflow_sm_provider.local.metrics import metric_summaries
-from airflow_sm_provider.local.responses import Handler, list_page, merge_tags
+from airflow_sm_provider.local.responses import Handler, list_page, merge_tags, remove_tags
 from airflow_sm_provider.local.search import run_search
 from airflow_sm_provider.local.store import AlreadyExists, Record
 
@@ -366,9 +366,8 @@ class ExperimentsBackend:
         return list(self._get(kind, name)["Tags"])
 
     def delete_tags(self, arn: str, keys: Iterable[str]) -> None:
-        drop = set(keys)
         kind, name = self._entity_of_arn(arn)
-        self._update(kind, name, lambda r: r.update(Tags=[t for t in r["Tags"] if t["Key"] not in drop]))
+        self._update(kind, name, lambda r: r.update(Tags=remove_tags(r["Tags"], keys)))
 
     def _entity_of_arn(self, arn: str) -> tuple[str, str]:
         kind = kind_of_arn(arn)

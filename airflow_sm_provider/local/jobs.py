@@ -27,7 +27,7 @@ from airflow_sm_provider.local.job_records import (
     to_describe_training,
 )
 from airflow_sm_provider.local.lifecycle import Event, IllegalTransition
-from airflow_sm_provider.local.responses import MAX_TAGS, Handler, list_page, merge_tags, pick
+from airflow_sm_provider.local.responses import MAX_TAGS, Handler, list_page, merge_tags, pick, remove_tags
 from airflow_sm_provider.local.rules import DEFAULT_TRAINING_RUNTIME, check_processing, check_training
 from airflow_sm_provider.local.scheduler import ActiveJob, JobThreads
 from airflow_sm_provider.local.store import AlreadyExists, Record
@@ -196,7 +196,5 @@ class JobsBackend(JobThreads):
             self.experiments.delete_tags(arn, keys)
             return {}
         kind, name = self._tagged(arn)
-        self.ctx.store.update(
-            kind, name, lambda r: r.update(Tags=[t for t in r.get("Tags", []) if t["Key"] not in set(keys)])
-        )
+        self.ctx.store.update(kind, name, lambda r: r.update(Tags=remove_tags(r.get("Tags", []), keys)))
         return {}

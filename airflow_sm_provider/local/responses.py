@@ -38,6 +38,12 @@ def merge_tags(
     return [{"Key": k, "Value": v} for k, v in merged.items()]
 
 
+def remove_tags(existing: Iterable[Mapping[str, str]], keys: Iterable[str]) -> list[dict[str, str]]:
+    """``existing`` without the tags whose key is in ``keys`` (unknown keys are no error)."""
+    drop = set(keys)
+    return [dict(t) for t in existing if t["Key"] not in drop]
+
+
 def list_page(
     items: list[Any], params: Mapping[str, Any], key: str, default_size: int = DEFAULT_PAGE_SIZE
 ) -> dict[str, Any]:
