@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from airflow_sm_provider.cli import add_engine_arguments, run_engine
+from airflow_sm_provider.local.cli import add_engine_arguments, run_engine
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,6 +107,7 @@ class LocalEngine:
         from airflow_sm_provider.local import model
         from airflow_sm_provider.local.experiments import ExperimentsBackend
         from airflow_sm_provider.local.jobs import JobsBackend
+        from airflow_sm_provider.local.metrics import MetricsBackend
         from airflow_sm_provider.local.server import EngineApp
 
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,7 @@ class LocalEngine:
         self.jobs.recover()
         holder["app"] = EngineApp(
             sagemaker_ops={**self.experiments.operations(), **self.jobs.operations()},
-            metrics_ops=self.experiments.metrics_operations(),
+            metrics_ops=MetricsBackend(self.ctx).operations(),
             credentials=self.jobs.job_credentials,
             aws_app=DomainDispatcherApplication(create_backend_app),
             interrupt=self.jobs.interrupt,

@@ -1,8 +1,9 @@
-"""AWS error responses of the local engine.
+"""Failures of the local engine: AWS error responses, and a job that cannot go on.
 
-Every failure a handler raises is one of these classes; the server serializes it in one
+Every failure a handler raises is an :class:`AwsError`; the server serializes it in one
 place as the JSON 1.1 / rest-json error body AWS sends: ``{"__type": code, "Message": msg}``
-with the HTTP status of the real service.
+with the HTTP status of the real service. :class:`JobFailure` never reaches a client: it ends
+a job's run, and its message becomes the job's FailureReason.
 """
 
 from __future__ import annotations
@@ -50,22 +51,12 @@ class ResourceInUse(AwsError):
     status = 400
 
 
-class ResourceLimitExceeded(AwsError):
-    """Raised when the engine's configured limit for queued or running jobs is reached."""
-
-    code = "ResourceLimitExceeded"
-    status = 400
-
-
-class ThrottlingException(AwsError):
-    """Raised when the engine sheds load; clients retry it like AWS throttling."""
-
-    code = "ThrottlingException"
-    status = 400
-
-
 class UnknownOperation(AwsError):
     """Raised for a SageMaker operation the engine does not implement."""
 
     code = "UnknownOperationException"
     status = 400
+
+
+class JobFailure(Exception):
+    """Raised when a job cannot go on; the message is its FailureReason (not an API error)."""

@@ -1,12 +1,11 @@
-"""SageMaker Experiments in the local engine: experiments, trials, trial components, metrics.
+"""SageMaker Experiments in the local engine: experiments, trials, trial components.
 
 Records live in the engine's Store under the kinds ``Experiment``, ``Trial`` and
 ``TrialComponent`` (names compare case-insensitively there, as in SageMaker). A trial
 component's associations are kept on the component itself (``Parents``: trial and
 experiment names), so there is one source of truth for "which components make up a trial".
-Metric points (``BatchPutMetrics``, or a job's ``MetricDefinitions`` matches) are kept in the
-Store's metrics table keyed by the component's ARN; the ``Metrics`` summaries of
-DescribeTrialComponent and Search are computed from them on read.
+Metric points and the ``sagemaker-metrics`` API live in :mod:`metrics`; the ``Metrics``
+summaries of DescribeTrialComponent and Search are computed from them on read.
 
 Every response is built by an explicit function listing the members of its botocore shape.
 Service rules that the SageMaker SDK depends on are kept: creating an entity that exists is a
@@ -17,52 +16,47 @@ component still associated with a trial is refused, as the API reference documen
 
 from __future__ import annotations
 
-import functools
-import math
-import statistics
 import threading
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from airflow_sm_provider.local.context import EngineContext
 from airflow_sm_provider.local.errors import ResourceNotFound, ValidationException
-from airflow_sm_provider.local.search import (
-    iso_to_epoch,
-    paginate,
-    record_key,
-    request_fingerprint,
-    run_search,
+from airflow_sm_provider.local.experiment_records import (
+    ARN_TYPES,
+    COMPONENT,
+    EXPERIMENT,
+    JOB_SOURCE_TYPES,
+    NOUNS,
+    TRIAL,
+    JobType,
+    artifact,
+    check_map_sizes,
+    component_summary,
+    created_between,
+    describe_component,
+    describe_experiment,
+    describe_trial,
+    experiment_summary,
+    job_component_name,
+    kind_of_arn,
+    name_of,
+    parameter,
+    search_component,
+    search_experiment,
+    search_record_members,
+    search_trial,
+    to_epoch,
+    trial_summary,
 )
+from airflow_sm_provider.local.metrics import metric_summaries
+from airflow_sm_provider.local.responses import Handler, list_page, merge_tags, remove_tags
+from airflow_sm_provider.local.search import run_search
 from airflow_sm_provider.local.store import AlreadyExists, Record
-
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
-JobType = Literal["training", "processing"]
-
-EXPERIMENT, TRIAL, COMPONENT = "Experiment", "Trial", "TrialComponent"
-_ARN_TYPES = {
-    EXPERIMENT: "experiment",
-    TRIAL: "experiment-trial",
-    COMPONENT: "experiment-trial-component",
-}
-_NOUNS = {EXPERIMENT: "Experiment", TRIAL: "Trial", COMPONENT: "Trial Component"}
-_JOB_SOURCE_TYPES = {"training": "SageMakerTrainingJob", "processing": "SageMakerProcessingJob"}
-_JOB_ARN_TYPES: dict[str, JobType] = {"training-job": "training", "processing-job": "processing"}
-_MAX_PARAMETERS = 300  # TrialComponentParameters map limit of the model, after merging
-_MAX_ARTIFACTS = 60  # TrialComponentArtifacts map limit of the model, after merging
-#: BatchPutMetrics accepts timestamps from two weeks before to two hours after now.
-_METRIC_PAST_S, _METRIC_FUTURE_S = 14 * 24 * 3600, 2 * 3600
-_PERIOD_SECONDS = {"OneMinute": 60, "FiveMinute": 300, "OneHour": 3600}
-_MAX_TAGS = 50
-
-
-def job_component_name(job_name: str, job_type: JobType) -> str:
-    """Name SageMaker gives the trial component of a job: ``<job>-aws-<type>-job``."""
-    return f"{job_name}-aws-{job_type}-job"
 
 
 class ExperimentsBackend:
-    """Handlers of the Experiments, Search and sagemaker-metrics operations."""
+    """Handlers of the Experiments and Search operations, and the jobs' trial components."""
 
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
@@ -92,29 +86,25 @@ class ExperimentsBackend:
             "Search": self.search,
         }
 
-    def metrics_operations(self) -> dict[str, Handler]:
-        """Handlers of the ``sagemaker-metrics`` (rest-json) operations."""
-        return {"BatchPutMetrics": self.batch_put_metrics, "BatchGetMetrics": self.batch_get_metrics}
-
     def register_search_resource(self, resource: str, provider: Callable[[], list[Record]]) -> None:
         """Serve Search over ``resource`` from records another backend supplies."""
         self._search_providers[resource] = provider
 
     # -- shared helpers -------------------------------------------------------------------
     def _arn(self, kind: str, name: str) -> str:
-        return self.ctx.arn(_ARN_TYPES[kind], name)
+        return self.ctx.arn(ARN_TYPES[kind], name)
 
     def _get(self, kind: str, name: str) -> Record:
         record = self.store.get(kind, name)
         if record is None:
-            raise ResourceNotFound(f"{_NOUNS[kind]} '{self._arn(kind, name)}' does not exist.")
+            raise ResourceNotFound(f"{NOUNS[kind]} '{self._arn(kind, name)}' does not exist.")
         return record
 
     def _insert(self, kind: str, name: str, record: Record) -> None:
         try:
             self.store.insert(kind, name, record)
         except AlreadyExists:
-            raise ValidationException(f"{_NOUNS[kind]} '{self._arn(kind, name)}' already exists.") from None
+            raise ValidationException(f"{NOUNS[kind]} '{self._arn(kind, name)}' already exists.") from None
 
     def _components(self) -> list[Record]:
         return self.store.list(COMPONENT)
@@ -141,12 +131,12 @@ class ExperimentsBackend:
         return {"ExperimentArn": record["ExperimentArn"]}
 
     def describe_experiment(self, params: dict[str, Any]) -> dict[str, Any]:
-        return _describe_experiment(self._get(EXPERIMENT, params["ExperimentName"]))
+        return describe_experiment(self._get(EXPERIMENT, params["ExperimentName"]))
 
     def list_experiments(self, params: dict[str, Any]) -> dict[str, Any]:
-        records = _created_between(self.store.list(EXPERIMENT), params)
-        page, token = self._page(records, params, "ExperimentName")
-        return _with_token({"ExperimentSummaries": [_experiment_summary(r) for r in page]}, token)
+        records = created_between(self.store.list(EXPERIMENT), params)
+        ordered = self._sorted(records, params, "ExperimentName")
+        return list_page([experiment_summary(r) for r in ordered], params, "ExperimentSummaries")
 
     def update_experiment(self, params: dict[str, Any]) -> dict[str, Any]:
         def change(record: Record) -> None:
@@ -199,7 +189,7 @@ class ExperimentsBackend:
         return record
 
     def describe_trial(self, params: dict[str, Any]) -> dict[str, Any]:
-        return _describe_trial(self._get(TRIAL, params["TrialName"]))
+        return describe_trial(self._get(TRIAL, params["TrialName"]))
 
     def list_trials(self, params: dict[str, Any]) -> dict[str, Any]:
         records = self.store.list(TRIAL)
@@ -210,9 +200,9 @@ class ExperimentsBackend:
             component = self._get(COMPONENT, params["TrialComponentName"])
             parents = {p["TrialName"].lower() for p in component["Parents"]}
             records = [t for t in records if t["TrialName"].lower() in parents]
-        records = _created_between(records, params)
-        page, token = self._page(records, params, "TrialName")
-        return _with_token({"TrialSummaries": [_trial_summary(r) for r in page]}, token)
+        records = created_between(records, params)
+        ordered = self._sorted(records, params, "TrialName")
+        return list_page([trial_summary(r) for r in ordered], params, "TrialSummaries")
 
     def update_trial(self, params: dict[str, Any]) -> dict[str, Any]:
         def change(record: Record) -> None:
@@ -238,7 +228,7 @@ class ExperimentsBackend:
     # -- trial components -----------------------------------------------------------------
     def create_trial_component(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["TrialComponentName"]
-        _check_map_sizes(
+        check_map_sizes(
             params.get("Parameters") or {},
             params.get("InputArtifacts") or {},
             params.get("OutputArtifacts") or {},
@@ -270,8 +260,8 @@ class ExperimentsBackend:
         return record
 
     def describe_trial_component(self, params: dict[str, Any]) -> dict[str, Any]:
-        record = self._get(COMPONENT, _name_of(params["TrialComponentName"]))
-        return _describe_component(record, self._metric_summaries(record))
+        record = self._get(COMPONENT, name_of(params["TrialComponentName"]))
+        return describe_component(record, metric_summaries(self.store, record))
 
     def list_trial_components(self, params: dict[str, Any]) -> dict[str, Any]:
         if "SourceArn" in params and ("ExperimentName" in params or "TrialName" in params):
@@ -288,9 +278,9 @@ class ExperimentsBackend:
         if "SourceArn" in params:
             arn = params["SourceArn"].lower()
             records = [c for c in records if c.get("Source", {}).get("SourceArn", "").lower() == arn]
-        records = _created_between(records, params)
-        page, token = self._page(records, params, "TrialComponentName")
-        return _with_token({"TrialComponentSummaries": [_component_summary(r) for r in page]}, token)
+        records = created_between(records, params)
+        ordered = self._sorted(records, params, "TrialComponentName")
+        return list_page([component_summary(r) for r in ordered], params, "TrialComponentSummaries")
 
     def update_trial_component(self, params: dict[str, Any]) -> dict[str, Any]:
         def change(record: Record) -> None:
@@ -305,7 +295,7 @@ class ExperimentsBackend:
                 for key in params.get(f"{field}ToRemove") or []:
                     merged.pop(key, None)
                 record[field] = merged
-            _check_map_sizes(record["Parameters"], record["InputArtifacts"], record["OutputArtifacts"])
+            check_map_sizes(record["Parameters"], record["InputArtifacts"], record["OutputArtifacts"])
             record["LastModifiedTime"] = self.ctx.now()
 
         record = self._update(COMPONENT, params["TrialComponentName"], change)
@@ -362,20 +352,13 @@ class ExperimentsBackend:
     # -- tags (AddTags / ListTags / DeleteTags on experiment ARNs, via the jobs backend) ---
     def owns_arn(self, arn: str) -> bool:
         """Whether an ARN names an experiment, trial or trial component (served here)."""
-        return _kind_of_arn(arn) is not None
+        return kind_of_arn(arn) is not None
 
     def add_tags(self, arn: str, tags: list[dict[str, str]]) -> list[dict[str, str]]:
         """Merge tags into an entity's tags (a key keeps its last value); returns ``tags``."""
 
-        def change(record: Record) -> None:
-            merged = {t["Key"]: t["Value"] for t in record["Tags"]}
-            merged.update({t["Key"]: t.get("Value", "") for t in tags})
-            if len(merged) > _MAX_TAGS:
-                raise ValidationException(f"A resource can have at most {_MAX_TAGS} tags.")
-            record["Tags"] = [{"Key": k, "Value": v} for k, v in merged.items()]
-
         kind, name = self._entity_of_arn(arn)
-        self._update(kind, name, change)
+        self._update(kind, name, lambda r: r.update(Tags=merge_tags(r["Tags"], tags)))
         return tags
 
     def list_tags(self, arn: str) -> list[dict[str, str]]:
@@ -383,12 +366,11 @@ class ExperimentsBackend:
         return list(self._get(kind, name)["Tags"])
 
     def delete_tags(self, arn: str, keys: Iterable[str]) -> None:
-        drop = set(keys)
         kind, name = self._entity_of_arn(arn)
-        self._update(kind, name, lambda r: r.update(Tags=[t for t in r["Tags"] if t["Key"] not in drop]))
+        self._update(kind, name, lambda r: r.update(Tags=remove_tags(r["Tags"], keys)))
 
     def _entity_of_arn(self, arn: str) -> tuple[str, str]:
-        kind = _kind_of_arn(arn)
+        kind = kind_of_arn(arn)
         if kind is None:
             raise ValidationException(f"{arn} is not an experiment, trial or trial component ARN.")
         return kind, arn.rsplit("/", 1)[-1]
@@ -399,16 +381,16 @@ class ExperimentsBackend:
 
     def _search_records(self, resource: str) -> list[Record]:
         if resource == "Experiment":
-            return [_search_experiment(r) for r in self.store.iter(EXPERIMENT)]
+            return [search_experiment(r) for r in self.store.iter(EXPERIMENT)]
         if resource == "ExperimentTrial":
             components = self._components()
-            return [_search_trial(t, components) for t in self.store.iter(TRIAL)]
+            return [search_trial(t, components) for t in self.store.iter(TRIAL)]
         if resource == "ExperimentTrialComponent":
-            return [_search_component(c, self._metric_summaries(c)) for c in self._components()]
+            return [search_component(c, metric_summaries(self.store, c)) for c in self._components()]
         provider = self._search_providers.get(resource)
         if provider is None:
             return []  # the engine holds no resources of this type
-        members = _search_record_members(resource)
+        members = search_record_members(resource)
         return [{k: v for k, v in r.items() if k in members} for r in provider()]
 
     # -- jobs (called in-process by the jobs backend) -------------------------------------
@@ -435,16 +417,16 @@ class ExperimentsBackend:
         """
         config = experiment_config or {}
         name = job_component_name(job_name, job_type)
-        source = {"SourceArn": job_arn, "SourceType": _JOB_SOURCE_TYPES[job_type]}
+        source = {"SourceArn": job_arn, "SourceType": JOB_SOURCE_TYPES[job_type]}
         with self._lock:
             trial = self._job_trial(name, config, source)
             params = {
                 "DisplayName": config.get("TrialComponentDisplayName"),
                 "Source": source,
                 "Status": {"PrimaryStatus": "InProgress"},
-                "Parameters": {k: _parameter(v) for k, v in parameters.items()},
-                "InputArtifacts": {k: _artifact(v) for k, v in input_artifacts.items()},
-                "OutputArtifacts": {k: _artifact(v) for k, v in output_artifacts.items()},
+                "Parameters": {k: parameter(v) for k, v in parameters.items()},
+                "InputArtifacts": {k: artifact(v) for k, v in input_artifacts.items()},
+                "OutputArtifacts": {k: artifact(v) for k, v in output_artifacts.items()},
             }
             record = self._new_component(name, params)
             if config.get("RunName"):
@@ -497,7 +479,7 @@ class ExperimentsBackend:
             if end_time is not None:
                 record["EndTime"] = to_epoch(end_time)
             for key, value in (output_artifacts or {}).items():
-                record["OutputArtifacts"][key] = _artifact(value)
+                record["OutputArtifacts"][key] = artifact(value)
             record["LastModifiedTime"] = self.ctx.now()
 
         with self._lock:
@@ -514,329 +496,18 @@ class ExperimentsBackend:
                 ],
             )
 
-    # -- sagemaker-metrics ----------------------------------------------------------------
-    def batch_put_metrics(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Store metric points; per-point failures come back in ``Errors`` as the API does."""
-        data = params["MetricData"]
-        record = self.store.get(COMPONENT, params["TrialComponentName"])
-        if record is None:
-            return {"Errors": [{"Code": "VALIDATION_ERROR", "MetricIndex": i} for i in range(len(data))]}
-        now = self.ctx.now()
-        errors, points = [], []
-        for index, point in enumerate(data):
-            timestamp = to_epoch(point["Timestamp"])
-            value = float(point["Value"])
-            step = point.get("Step")
-            if (
-                not now - _METRIC_PAST_S <= timestamp <= now + _METRIC_FUTURE_S
-                or not math.isfinite(value)
-                or (step is not None and step < 0)
-            ):
-                errors.append({"Code": "VALIDATION_ERROR", "MetricIndex": index})
-                continue
-            points.append((point["MetricName"], step, timestamp, value))
-        if points:
-            self.store.add_metrics(record["TrialComponentArn"], points)
-        return {"Errors": errors} if errors else {}
-
-    def batch_get_metrics(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"MetricQueryResults": [self._metric_query(q) for q in params["MetricQueries"]]}
-
-    def _metric_query(self, query: dict[str, Any]) -> dict[str, Any]:
-        period, axis = query["Period"], query["XAxisType"]
-        if (period == "IterationNumber") != (axis == "IterationNumber"):
-            return _query_error(
-                f"Period {period} cannot be combined with XAxisType {axis}: IterationNumber "
-                "periods go with the IterationNumber x-axis, time periods with Timestamp."
-            )
-        component = self._component_by_arn(query["ResourceArn"])
-        if component is None:
-            return _query_error(f"Resource {query['ResourceArn']} was not found.")
-        points = self.store.metric_points(component["TrialComponentArn"], query["MetricName"])
-        start, end = query.get("Start"), query.get("End")
-        points = [p for p in points if (start is None or p[1] >= start) and (end is None or p[1] <= end)]
-        groups: dict[int, list[float]] = {}
-        for step, timestamp, value in points:
-            if axis == "IterationNumber":
-                if step is None:
-                    continue
-                x = int(step)
-            else:
-                width = _PERIOD_SECONDS[period]
-                x = int(timestamp // width * width)
-            groups.setdefault(x, []).append(value)
-        xs = sorted(groups)
-        return {
-            "Status": "Complete",
-            "XAxisValues": xs,
-            "MetricValues": [_statistic(query["MetricStat"], groups[x]) for x in xs],
-        }
-
-    def _component_by_arn(self, arn: str) -> Record | None:
-        """The trial component metrics of an ARN live on: the component, or a job's component."""
-        resource = arn.split(":", 5)[-1]
-        kind, _, name = resource.partition("/")
-        if kind == "experiment-trial-component":
-            return self.store.get(COMPONENT, name)
-        if kind in _JOB_ARN_TYPES:
-            return self.store.get(COMPONENT, job_component_name(name, _JOB_ARN_TYPES[kind]))
-        return None
-
-    def _metric_summaries(self, component: Record) -> list[dict[str, Any]]:
-        arn = component["TrialComponentArn"]
-        source_arn = component.get("Source", {}).get("SourceArn", arn)
-        return [
-            _metric_summary(name, source_arn, self.store.metric_points(arn, name))
-            for name in self.store.metric_names(arn)
-        ]
-
     # -- plumbing -------------------------------------------------------------------------
     def _update(self, kind: str, name: str, change: Callable[[Record], None]) -> Record:
         with self._lock:
             self._get(kind, name)
             return self.store.update(kind, name, change)
 
-    def _page(
-        self, records: list[Record], params: dict[str, Any], name_field: str
-    ) -> tuple[list[Record], str | None]:
+    def _sorted(self, records: list[Record], params: dict[str, Any], name_field: str) -> list[Record]:
+        """Records in a List call's SortBy (Name or CreationTime) and SortOrder (Descending default)."""
         field = name_field if params.get("SortBy") == "Name" else "CreationTime"
         descending = params.get("SortOrder", "Descending") == "Descending"
-        ordered = sorted(
+        return sorted(
             records,
             key=lambda r: r[field].lower() if field == name_field else r[field],
             reverse=descending,
         )
-        return paginate(
-            ordered, params.get("MaxResults", 10), params.get("NextToken"), request_fingerprint(params)
-        )
-
-
-# -- response builders (members as botocore's shapes name them) ------------------------------
-def _pick(record: Record, fields: Iterable[str]) -> dict[str, Any]:
-    return {f: record[f] for f in fields if f in record}
-
-
-_EXPERIMENT_FIELDS = (
-    "ExperimentName",
-    "ExperimentArn",
-    "DisplayName",
-    "Source",
-    "Description",
-    "CreationTime",
-    "LastModifiedTime",
-)
-_TRIAL_FIELDS = (
-    "TrialName",
-    "TrialArn",
-    "DisplayName",
-    "ExperimentName",
-    "Source",
-    "CreationTime",
-    "LastModifiedTime",
-    "MetadataProperties",
-)
-_COMPONENT_FIELDS = (
-    "TrialComponentName",
-    "TrialComponentArn",
-    "DisplayName",
-    "Source",
-    "Status",
-    "StartTime",
-    "EndTime",
-    "CreationTime",
-    "LastModifiedTime",
-    "Parameters",
-    "InputArtifacts",
-    "OutputArtifacts",
-    "MetadataProperties",
-)
-
-
-def _describe_experiment(record: Record) -> dict[str, Any]:
-    return _pick(record, _EXPERIMENT_FIELDS)
-
-
-def _search_experiment(record: Record) -> dict[str, Any]:
-    return {**_pick(record, _EXPERIMENT_FIELDS), "Tags": record["Tags"]}
-
-
-def _experiment_summary(record: Record) -> dict[str, Any]:
-    summary = _pick(
-        record, ("ExperimentArn", "ExperimentName", "DisplayName", "CreationTime", "LastModifiedTime")
-    )
-    if "Source" in record:
-        summary["ExperimentSource"] = record["Source"]
-    return summary
-
-
-def _describe_trial(record: Record) -> dict[str, Any]:
-    return _pick(record, _TRIAL_FIELDS)
-
-
-def _search_trial(record: Record, components: list[Record]) -> dict[str, Any]:
-    key = record["TrialName"].lower()
-    members = [c for c in components if any(p["TrialName"].lower() == key for p in c["Parents"])]
-    return {
-        **_pick(record, _TRIAL_FIELDS),
-        "Tags": record["Tags"],
-        "TrialComponentSummaries": [_component_simple_summary(c) for c in members],
-    }
-
-
-def _trial_summary(record: Record) -> dict[str, Any]:
-    summary = _pick(record, ("TrialArn", "TrialName", "DisplayName", "CreationTime", "LastModifiedTime"))
-    if "Source" in record:
-        summary["TrialSource"] = record["Source"]
-    return summary
-
-
-def _describe_component(record: Record, metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    response = _pick(record, _COMPONENT_FIELDS)
-    if metrics:
-        response["Metrics"] = metrics
-    return response
-
-
-def _search_component(record: Record, metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    response = {**_describe_component(record, metrics), "Tags": record["Tags"], "Parents": record["Parents"]}
-    if "Source" in record:
-        response["SourceDetail"] = {"SourceArn": record["Source"]["SourceArn"]}
-    if "RunName" in record:
-        response["RunName"] = record["RunName"]
-    return response
-
-
-def _component_summary(record: Record) -> dict[str, Any]:
-    summary = _pick(
-        record,
-        (
-            "TrialComponentName",
-            "TrialComponentArn",
-            "DisplayName",
-            "Status",
-            "StartTime",
-            "EndTime",
-            "CreationTime",
-            "LastModifiedTime",
-        ),
-    )
-    if "Source" in record:
-        summary["TrialComponentSource"] = record["Source"]
-    return summary
-
-
-def _component_simple_summary(record: Record) -> dict[str, Any]:
-    summary = _pick(record, ("TrialComponentName", "TrialComponentArn", "CreationTime"))
-    if "Source" in record:
-        summary["TrialComponentSource"] = record["Source"]
-    return summary
-
-
-def _with_token(response: dict[str, Any], token: str | None) -> dict[str, Any]:
-    if token:
-        response["NextToken"] = token
-    return response
-
-
-def _metric_summary(
-    name: str, source_arn: str, points: list[tuple[int | None, float, float]]
-) -> dict[str, Any]:
-    """Summary of a metric's points; Last is the value with the latest timestamp."""
-    values = [value for _, _, value in points]
-    last_index = max(range(len(points)), key=lambda i: (points[i][1], i))
-    return {
-        "MetricName": name,
-        "SourceArn": source_arn,
-        "TimeStamp": points[last_index][1],
-        "Max": max(values),
-        "Min": min(values),
-        "Last": values[last_index],
-        "Count": len(values),
-        "Avg": statistics.fmean(values),
-        "StdDev": statistics.stdev(values) if len(values) > 1 else 0.0,
-    }
-
-
-def _statistic(stat: str, values: list[float]) -> float:
-    """One MetricStat over the values that share an x-axis point (insertion order)."""
-    if stat == "Min":
-        return min(values)
-    if stat == "Max":
-        return max(values)
-    if stat == "Avg":
-        return statistics.fmean(values)
-    if stat == "Count":
-        return float(len(values))
-    if stat == "StdDev":
-        return statistics.stdev(values) if len(values) > 1 else 0.0
-    return values[-1]
-
-
-def _query_error(message: str) -> dict[str, Any]:
-    return {"Status": "ValidationError", "Message": message, "XAxisValues": [], "MetricValues": []}
-
-
-# -- small conversions -----------------------------------------------------------------------
-def to_epoch(value: Any) -> float:
-    """Epoch seconds of a wire timestamp: a number, a numeric string or ISO 8601."""
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    try:
-        return float(value)
-    except ValueError:
-        epoch = iso_to_epoch(str(value))
-    if epoch is None:
-        raise ValidationException(f"Value '{value}' is not a valid timestamp.")
-    return epoch
-
-
-def _kind_of_arn(arn: str) -> str | None:
-    resource_type = arn.split(":", 5)[-1].partition("/")[0] if arn.startswith("arn:") else ""
-    return next((kind for kind, type_ in _ARN_TYPES.items() if type_ == resource_type), None)
-
-
-def _name_of(name_or_arn: str) -> str:
-    """The entity name of a name or an ARN (DescribeTrialComponent accepts both)."""
-    return name_or_arn.rsplit("/", 1)[-1] if name_or_arn.startswith("arn:") else name_or_arn
-
-
-def _parameter(value: str | float) -> dict[str, Any]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"NumberValue": float(value)}
-    return {"StringValue": str(value)}
-
-
-def _artifact(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, dict) else {"Value": str(value)}
-
-
-def _check_map_sizes(parameters: dict, inputs: dict, outputs: dict) -> None:
-    if len(parameters) > _MAX_PARAMETERS:
-        raise ValidationException(
-            f"A trial component can have at most {_MAX_PARAMETERS} parameters, got {len(parameters)}."
-        )
-    for label, artifacts in (("input", inputs), ("output", outputs)):
-        if len(artifacts) > _MAX_ARTIFACTS:
-            raise ValidationException(
-                f"A trial component can have at most {_MAX_ARTIFACTS} {label} artifacts, "
-                f"got {len(artifacts)}."
-            )
-
-
-def _created_between(records: list[Record], params: dict[str, Any]) -> list[Record]:
-    after, before = params.get("CreatedAfter"), params.get("CreatedBefore")
-    if after is not None:
-        records = [r for r in records if r["CreationTime"] > to_epoch(after)]
-    if before is not None:
-        records = [r for r in records if r["CreationTime"] < to_epoch(before)]
-    return records
-
-
-@functools.cache
-def _search_record_members(resource: str) -> frozenset[str]:
-    """Members of the SearchRecord shape of a resource, from botocore's SageMaker model."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    member = model.shape_for("SearchRecord").members.get(record_key(resource))
-    return frozenset(member.members) if member is not None else frozenset()

@@ -34,10 +34,10 @@ from werkzeug.wsgi import get_input_stream
 
 from airflow_sm_provider.local import model
 from airflow_sm_provider.local.errors import AwsError, SerializationException, UnknownOperation
+from airflow_sm_provider.local.responses import Handler
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 

@@ -167,6 +167,71 @@ def test_bad_processing_requests_are_validation_errors_and_create_nothing(engine
     assert _names(sagemaker, "processing") == before
 
 
+#: Requests the service model accepts but the local engine cannot run: (kind, member path,
+#: value, what the refusal says). Refused at create time, so no job is accepted that then fails.
+UNSUPPORTED = {
+    "training augmented manifest": (
+        "training",
+        ("InputDataConfig", 0, "DataSource", "S3DataSource", "S3DataType"),
+        "AugmentedManifestFile",
+        "The local engine does not support channel train S3DataType AugmentedManifestFile; "
+        "it supports S3Prefix, ManifestFile",
+    ),
+    "training file system channel": (
+        "training",
+        ("InputDataConfig", 0, "DataSource"),
+        {
+            "FileSystemDataSource": {
+                "FileSystemId": "fs-0123456789abcdef0",
+                "FileSystemAccessMode": "ro",
+                "FileSystemType": "EFS",
+                "DirectoryPath": "/train",
+            }
+        },
+        "The local engine supports S3DataSource channels only",
+    ),
+    "training pipe mode": (
+        "training",
+        ("AlgorithmSpecification", "TrainingInputMode"),
+        "Pipe",
+        "Pipe input mode is not supported by the local engine",
+    ),
+    "processing pipe input": (
+        "processing",
+        ("ProcessingInputs", 0, "S3Input", "S3InputMode"),
+        "Pipe",
+        "The local engine does not support processing input data S3InputMode Pipe; it supports File",
+    ),
+    "processing gzip input": (
+        "processing",
+        ("ProcessingInputs", 0, "S3Input", "S3CompressionType"),
+        "Gzip",
+        "The local engine does not support processing input data S3CompressionType Gzip; it supports None",
+    ),
+    "processing without an entry point": (
+        "processing",
+        ("AppSpecification",),
+        {"ImageUri": "local/python:3"},
+        "AppSpecification.ContainerEntrypoint is required",
+    ),
+}
+
+
+@pytest.mark.parametrize("label", list(UNSUPPORTED))
+def test_what_the_engine_cannot_run_is_refused_at_create_time(engine, s3_bucket, label):
+    kind, path, value, says = UNSUPPORTED[label]
+    sagemaker = engine.client("sagemaker")
+    base = training(s3_bucket) if kind == "training" else processing(s3_bucket)
+    if kind == "processing":  # runnable but for the one broken member
+        base["AppSpecification"]["ContainerEntrypoint"] = ["python3", "-c", "print('never')"]
+    request = _set(base, path, value)
+    before = _names(sagemaker, kind)
+    code, message, status = _refused(getattr(sagemaker, f"create_{kind}_job"), request)
+    assert (code, status) == ("ValidationException", 400)
+    assert says in message
+    assert _names(sagemaker, kind) == before
+
+
 def test_every_broken_constraint_is_listed_in_one_answer(engine, s3_bucket):
     request = _set(training(s3_bucket), ("RoleArn",), "role/SageMakerRole-not-an-arn")
     request = _set(request, ("ResourceConfig", "InstanceType"), "ml.nope")

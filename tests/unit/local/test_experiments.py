@@ -9,6 +9,7 @@ import pytest
 from airflow_sm_provider.local.context import EngineContext
 from airflow_sm_provider.local.errors import ResourceNotFound, ValidationException
 from airflow_sm_provider.local.experiments import ExperimentsBackend
+from airflow_sm_provider.local.metrics import MetricsBackend
 from airflow_sm_provider.local.store import Store
 
 ACCOUNT_ARN = "arn:aws:sagemaker:us-east-1:123456789012"
@@ -24,7 +25,7 @@ def call(backend: ExperimentsBackend, op: str, **params) -> dict:
 
 
 def metric(backend: ExperimentsBackend, op: str, **params) -> dict:
-    return backend.metrics_operations()[op](params)
+    return MetricsBackend(backend.ctx).operations()[op](params)
 
 
 def make_run(backend: ExperimentsBackend, experiment="Exp", trial="exp-group", component="exp-run") -> None:

@@ -7,18 +7,13 @@ import pytest
 
 from airflow_sm_provider.local import lifecycle
 from airflow_sm_provider.local.context import EngineContext
+from airflow_sm_provider.local.control import Control
 from airflow_sm_provider.local.errors import ResourceInUse, ValidationException
-from airflow_sm_provider.local.jobs import (
-    PROCESSING,
-    TRAINING,
-    JobsBackend,
-    _Active,
-    _page,
-    _Slots,
-    run_component_name,
-    to_describe_training,
-)
-from airflow_sm_provider.local.runner import Control
+from airflow_sm_provider.local.job_experiments import run_component_name
+from airflow_sm_provider.local.job_records import PROCESSING, TRAINING, to_describe_training
+from airflow_sm_provider.local.jobs import JobsBackend
+from airflow_sm_provider.local.responses import list_page
+from airflow_sm_provider.local.scheduler import ActiveJob, Slots
 from airflow_sm_provider.local.store import Store
 
 
@@ -65,7 +60,7 @@ def test_run_name_is_the_runs_trial_component(config, run_name):
 
 
 def test_slots_are_fifo_and_bounded():
-    slots = _Slots(1)
+    slots = Slots(1)
     order: list[str] = []
     assert slots.acquire("a", Control(), lambda: None)
     queued = threading.Event()
@@ -89,7 +84,7 @@ def test_slots_are_fifo_and_bounded():
 
 
 def test_waiting_for_a_slot_ends_on_stop():
-    slots = _Slots(1)
+    slots = Slots(1)
     slots.acquire("a", Control(), lambda: None)
     control = Control()
     control.stop.set()
@@ -97,7 +92,7 @@ def test_waiting_for_a_slot_ends_on_stop():
 
 
 def test_job_credentials_need_the_jobs_token(backend):
-    backend._active["TrainingJob/job"] = _Active(Control(), "secret-token", {"AccessKeyId": "ASIA1"})
+    backend._active["TrainingJob/job"] = ActiveJob(Control(), "secret-token", {"AccessKeyId": "ASIA1"})
     assert backend.job_credentials("JOB", "secret-token") == {"AccessKeyId": "ASIA1"}
     assert backend.job_credentials("job", "wrong") is None
     assert backend.job_credentials("other", "secret-token") is None
@@ -105,11 +100,11 @@ def test_job_credentials_need_the_jobs_token(backend):
 
 def test_paging_tokens_round_trip_and_reject_garbage():
     items = [{"n": i} for i in range(5)]
-    first = _page(items, {"MaxResults": 2}, "X")
-    second = _page(items, {"MaxResults": 2, "NextToken": first["NextToken"]}, "X")
+    first = list_page(items, {"MaxResults": 2}, "X")
+    second = list_page(items, {"MaxResults": 2, "NextToken": first["NextToken"]}, "X")
     assert [i["n"] for i in first["X"] + second["X"]] == [0, 1, 2, 3]
     with pytest.raises(ValidationException):
-        _page(items, {"NextToken": "garbage"}, "X")
+        list_page(items, {"NextToken": "garbage"}, "X")
 
 
 class _Experiments:

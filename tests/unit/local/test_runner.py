@@ -14,16 +14,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from airflow_sm_provider.local import runner
-from airflow_sm_provider.local.runner import (
-    Control,
-    JobFailure,
-    JobPaths,
-    LogSink,
-    MetricCollector,
-    Outcome,
-    RunSettings,
-)
+from airflow_sm_provider.local import cloudwatch, container, process, runner, transfer
+from airflow_sm_provider.local.cloudwatch import LogSink, MetricCollector
+from airflow_sm_provider.local.container import JobPaths
+from airflow_sm_provider.local.control import Control, EndReason, RunSettings
+from airflow_sm_provider.local.errors import JobFailure
 from airflow_sm_provider.local.runtimes import Runtime, resolve_runtime
 
 
@@ -42,10 +37,10 @@ def settings(tmp_path: Path, **kw) -> RunSettings:
 
 def test_hyperparameters_are_decoded_like_the_toolkit():
     decoded = {
-        k: runner.decode_hyperparameter(v) for k, v in {"p": '"train.py"', "n": "3", "s": "abc"}.items()
+        k: container.decode_hyperparameter(v) for k, v in {"p": '"train.py"', "n": "3", "s": "abc"}.items()
     }
     assert decoded == {"p": "train.py", "n": 3, "s": "abc"}
-    args = runner.to_cmd_args({"lr": 0.1, "b": True, "layers": [1, 2], "opt": {"a": 1}})
+    args = container.to_cmd_args({"lr": 0.1, "b": True, "layers": [1, 2], "opt": {"a": 1}})
     assert args == ["--b", "True", "--layers", "1,2", "--lr", "0.1", "--opt", "a=1"]
 
 
@@ -75,7 +70,7 @@ def _archive(members: list[tarfile.TarInfo], tmp_path: Path) -> Path:
 def test_archives_cannot_escape_their_directory(tmp_path, member):
     member.size = 1
     with pytest.raises(JobFailure):
-        runner.extract_archive(_archive([member], tmp_path), tmp_path / "code")
+        transfer.extract_archive(_archive([member], tmp_path), tmp_path / "code")
     assert not (tmp_path / "evil.py").exists()
 
 
@@ -83,10 +78,10 @@ def test_archives_with_links_are_refused_and_plain_ones_extracted(tmp_path):
     link = tarfile.TarInfo("link")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     with pytest.raises(JobFailure, match="not a plain file"):
-        runner.extract_archive(_archive([link], tmp_path), tmp_path / "code")
+        transfer.extract_archive(_archive([link], tmp_path), tmp_path / "code")
     good = tarfile.TarInfo("pkg/train.py")
     good.size = 3
-    runner.extract_archive(_archive([good], tmp_path), tmp_path / "code2")
+    transfer.extract_archive(_archive([good], tmp_path), tmp_path / "code2")
     assert (tmp_path / "code2/pkg/train.py").read_bytes() == b"xxx"
 
 
@@ -100,13 +95,13 @@ def test_archives_with_links_are_refused_and_plain_ones_extracted(tmp_path):
     ],
 )
 def test_s3_keys_land_relative_to_the_prefix(key, prefix, expected):
-    assert runner._relative_key(key, prefix) == expected
+    assert transfer._relative_key(key, prefix) == expected
 
 
 def test_empty_prefix_fails_with_a_clear_reason(aws, tmp_path):
     aws("s3").create_bucket(Bucket="bkt")
     with pytest.raises(JobFailure, match='No S3 objects found under S3 URL "s3://bkt/none"'):
-        runner.download_s3(aws("s3"), "s3://bkt/none", "S3Prefix", tmp_path, "arn:role", "us-east-1")
+        transfer.download_s3(aws("s3"), "s3://bkt/none", "S3Prefix", tmp_path, "arn:role", "us-east-1")
 
 
 def test_environment_is_an_allowlist_of_the_hosts(tmp_path, monkeypatch):
@@ -119,7 +114,7 @@ def test_environment_is_an_allowlist_of_the_hosts(tmp_path, monkeypatch):
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     monkeypatch.setenv("TZ", "UTC")
     sdk_config = tmp_path / "sdk.yaml"
-    env = runner.base_environment(
+    env = container.base_environment(
         settings(tmp_path, sdk_config=sdk_config),
         Runtime(env={"RUNTIME": "r"}),
         {"MY": "1", "BOTO_CONFIG": "/home/me/.boto"},
@@ -132,7 +127,7 @@ def test_environment_is_an_allowlist_of_the_hosts(tmp_path, monkeypatch):
         "BOTO_CONFIG", "AWS_EC2_METADATA_DISABLED", "PYTHONUNBUFFERED", "SAGEMAKER_USER_CONFIG_OVERRIDE",
     }  # fmt: skip
     hosts = set(env) - engine_set - {"MY", "RUNTIME"}
-    assert hosts <= runner.HOST_ENV_ALLOWED | {"LC_ALL"} and {"PATH", "LC_ALL", "TZ"} <= hosts
+    assert hosts <= container.HOST_ENV_ALLOWED | {"LC_ALL"} and {"PATH", "LC_ALL", "TZ"} <= hosts
     assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == "tok"
     for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "BOTO_CONFIG"):
         assert env[name] == os.devnull  # not even the job's Environment can point them at a file
@@ -148,8 +143,8 @@ def test_runtimes_map_images_to_interpreters():
     assert resolve_runtime(table, "123.dkr.ecr/pytorch-training:2.1").python == "/opt/torch/bin/python"
     assert resolve_runtime(table, "sklearn:1").python == "/usr/bin/python3"
     assert resolve_runtime(None, "anything").python == sys.executable
-    assert runner.python_command(["python3", "x.py"], Runtime("/p/python")) == ["/p/python", "x.py"]
-    assert runner.python_command(["bash", "x.sh"], Runtime("/p/python")) == ["bash", "x.sh"]
+    assert container.python_command(["python3", "x.py"], Runtime("/p/python")) == ["/p/python", "x.py"]
+    assert container.python_command(["bash", "x.sh"], Runtime("/p/python")) == ["bash", "x.sh"]
 
 
 def test_metric_definitions_feed_final_values_and_cloudwatch(aws):
@@ -165,7 +160,7 @@ def test_metric_definitions_feed_final_values_and_cloudwatch(aws):
         {"MetricName": "acc", "Value": 0.9, "Timestamp": 101.0},
         {"MetricName": "loss", "Value": 0.25, "Timestamp": 101.0},
     ]
-    metrics = aws("cloudwatch").list_metrics(Namespace=runner.METRICS_NAMESPACE)["Metrics"]
+    metrics = aws("cloudwatch").list_metrics(Namespace=cloudwatch.METRICS_NAMESPACE)["Metrics"]
     assert {m["MetricName"] for m in metrics} == {"loss", "acc"}
     assert metrics[0]["Dimensions"] == [{"Name": "TrainingJobName", "Value": "job-1"}]
 
@@ -199,7 +194,9 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split()[2] == "Z")
 
 
-@pytest.mark.parametrize(("how", "expected"), [("stop", Outcome.STOPPED), ("deadline", Outcome.MAX_RUNTIME)])
+@pytest.mark.parametrize(
+    ("how", "expected"), [("stop", EndReason.STOPPED), ("deadline", EndReason.MAX_RUNTIME)]
+)
 def test_process_ignoring_sigterm_is_killed_with_its_children(aws, tmp_path, how, expected):
     sink = LogSink(aws("logs"), "/test", "job/algo-1-1")
     control = Control()
@@ -208,7 +205,7 @@ def test_process_ignoring_sigterm_is_killed_with_its_children(aws, tmp_path, how
     else:
         threading.Timer(1.0, control.stop.set).start()
     started = time.monotonic()
-    end = runner.run_process(
+    end = process.run_process(
         [sys.executable, "-c", _STUBBORN],
         env=os.environ,
         cwd=tmp_path,
@@ -237,13 +234,13 @@ def test_left_behind_groups_are_ended_by_escalation_but_only_if_still_the_jobs(t
     try:
         child = int(proc.stdout.readline().split()[1])
         assert proc.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
-        group = runner.process_group_of(proc.pid)
+        group = process.process_group_of(proc.pid)
         assert group.pgid == proc.pid and group.start_ticks is not None
-        reused = runner.ProcessGroup(proc.pid, group.start_ticks - 1)  # the pid, another process
-        runner.end_process_groups([reused, runner.ProcessGroup(proc.pid, None)], grace_seconds=0.1)
+        reused = process.ProcessGroup(proc.pid, group.start_ticks - 1)  # the pid, another process
+        process.end_process_groups([reused, process.ProcessGroup(proc.pid, None)], grace_seconds=0.1)
         assert _alive(proc.pid) and _alive(child)
         started = time.monotonic()
-        runner.end_process_groups([group], grace_seconds=0.3)
+        process.end_process_groups([group], grace_seconds=0.3)
         assert 0.3 <= time.monotonic() - started < 2
         proc.wait(timeout=2)
         time.sleep(0.1)
@@ -254,8 +251,8 @@ def test_left_behind_groups_are_ended_by_escalation_but_only_if_still_the_jobs(t
 
 
 def test_run_process_reports_its_group_before_output(aws, tmp_path):
-    groups: list[runner.ProcessGroup] = []
-    runner.run_process(
+    groups: list[process.ProcessGroup] = []
+    process.run_process(
         [sys.executable, "-c", "print('x')"],
         env=os.environ,
         cwd=tmp_path,
@@ -273,7 +270,7 @@ def test_process_output_streams_in_order_with_stderr_tail(aws, tmp_path):
     script = (
         "import sys\nfor i in range(3): print(i, flush=True)\nprint('boom', file=sys.stderr)\nsys.exit(3)"
     )
-    end = runner.run_process(
+    end = process.run_process(
         [sys.executable, "-c", script],
         env=os.environ,
         cwd=tmp_path,
@@ -344,17 +341,17 @@ def test_processing_without_a_mount_namespace_rewrites_container_paths(aws, tmp_
         credentials_uri="http://127.0.0.1:1/_engine/credentials/p1",
         token="t",
     ).run()
-    assert result.outcome is Outcome.COMPLETED
+    assert result.outcome is EndReason.COMPLETED
     assert s3.get_object(Bucket="bkt", Key="out/copy.txt")["Body"].read() == b"ABC"
     config = json.loads((job_dir / "config/processingjobconfig.json").read_text())
     assert config["ProcessingJobArn"].endswith("processing-job/p1")
     events = aws("logs").get_log_events(
-        logGroupName=runner.PROCESSING_LOG_GROUP, logStreamName=_only_stream(aws)
+        logGroupName=cloudwatch.PROCESSING_LOG_GROUP, logStreamName=_only_stream(aws)
     )
     assert [e["message"] for e in events["events"]] == [str(job_dir / "processing/input")]
 
 
 def _only_stream(aws) -> str:
-    streams = aws("logs").describe_log_streams(logGroupName=runner.PROCESSING_LOG_GROUP)["logStreams"]
+    streams = aws("logs").describe_log_streams(logGroupName=cloudwatch.PROCESSING_LOG_GROUP)["logStreams"]
     assert len(streams) == 1 and streams[0]["logStreamName"].startswith("p1/algo-1-")
     return streams[0]["logStreamName"]
