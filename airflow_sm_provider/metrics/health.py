@@ -264,8 +264,8 @@ class Overfit(HealthRule):
 class Overtraining(HealthRule):
     """Train (validation) loss that stopped improving for ``patience_train`` (``patience_validation``) points.
 
-    An improvement is a value below the best earlier value by more than ``delta`` times that
-    best (relative, so one default fits losses of any scale).
+    Fires where the best value of the last ``patience`` points is not below the best before them
+    by more than ``delta`` times that best (relative, so one default fits losses of any scale).
     """
 
     name: ClassVar[str] = "overtraining"
@@ -284,22 +284,25 @@ class Overtraining(HealthRule):
         import pandas as pd
 
         flags: list[HealthFlag] = []
-        for name, patience in (
-            (ctx.config.train_loss, self.patience_train),
-            (ctx.config.validation_loss, self.patience_validation),
-        ):
+        patience_of = {
+            ctx.config.train_loss: self.patience_train,
+            ctx.config.validation_loss: self.patience_validation,
+        }
+        for name, patience in patience_of.items():
             rows = ctx.rows.take(ctx.rows.metric_mask(lambda m, name=name: m == name) & ctx.rows.finite)
             best = pd.Series(rows.value).groupby(rows.gid).cummin().to_numpy()
-            earlier_best = rows.shifted(best, 1)
-            improved = (rows.pos == 0) | (rows.value < earlier_best - self.delta * np.abs(earlier_best))
-            last = np.maximum.accumulate(np.where(improved, rows.idx, -1))
-            fired = rows.pos - rows.pos[last] >= patience
+            before = rows.shifted(best, patience)
+            before_step = rows.shifted(rows.step.astype(float), patience)
+            # best now = min(best before the window, best in the window): one comparison suffices.
+            fired = (before == before) & (best >= before - self.delta * np.abs(before))
 
-            def reason(i: int, rows: _Rows = rows, last: np.ndarray = last, patience: int = patience) -> str:
-                j = last[i]
+            def reason(
+                i: int, rows: _Rows = rows, before: np.ndarray = before, step: np.ndarray = before_step
+            ) -> str:
                 return (
-                    f"{rows.name(i)} has not improved by {self.delta:.0%} for {patience} steps "
-                    f"(best {_num(rows.value[j])} at step {rows.step[j]})"
+                    f"{rows.name(i)} has not improved by {self.delta:.0%} over {patience_of[rows.name(i)]} "
+                    f"steps (best {_num(before[i])} by step {int(step[i])}, {_num(rows.value[i])} at step "
+                    f"{rows.step[i]})"
                 )
 
             flags += rows.flags(self.name, fired, reason)
@@ -431,7 +434,7 @@ class HealthConfig:
         return [rule for rule in candidates if rule is not None]
 
 
-def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+def factorize_blocks(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Integer codes and names of a text column; factorises only where the value changes.
 
     The series arrives in blocks of one run and one metric, so this touches a few thousand
@@ -454,8 +457,8 @@ def _rows(series: pd.DataFrame) -> _Rows:
     if missing:
         expected = ", ".join(SERIES_COLUMNS)
         raise ValueError(f"series: missing column(s) {', '.join(missing)}; expected {expected}")
-    run_codes, runs = _codes(series["run"])
-    metric_codes, metrics = _codes(series["metric"])
+    run_codes, runs = factorize_blocks(series["run"])
+    metric_codes, metrics = factorize_blocks(series["metric"])
     gid = run_codes * max(len(metrics), 1) + metric_codes
     step = series["step"].to_numpy(dtype="int64")
     arrays = {
