@@ -257,7 +257,8 @@ def _objective_from_series(
 
     rows = series.loc[series["metric"] == objective.metric, ["run", "step", "value"]]
     rows = rows.sort_values(["run", "step"], kind="stable")
-    last = rows.groupby("run", sort=False)["value"].last()
+    # The last logged value, NaN included (groupby().last() would skip it).
+    last = rows.drop_duplicates("run", keep="last").set_index("run")["value"]
     finite = rows[np.isfinite(rows["value"].to_numpy(dtype=float))]
     sign = 1.0 if objective.direction == "Minimize" else -1.0
     keyed = finite.assign(key=finite["value"] * sign).sort_values(["run", "key", "step"], kind="stable")
