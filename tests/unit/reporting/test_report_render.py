@@ -165,13 +165,13 @@ def test_runs_csv_neutralises_text_and_leaves_numbers(make_series: SeriesFactory
 
 
 def test_metrics_csv_is_the_tidy_series_neutralised(make_series: SeriesFactory) -> None:
-    series = make_series({("@run", "-loss"): [-1.0, float("nan"), float("inf")], ("ok", "loss"): [0.5]})
+    series = make_series({("@run", "-loss"): [-1.0, float("nan"), float("inf")], ('o,"k"', "loss"): [0.5]})
     rows = _rows(metrics_csv(series))
     assert [(r["run"], r["metric"], r["step"], r["value"], r["finite"]) for r in rows] == [
         ("'@run", "'-loss", "0", "-1.0", "True"),
         ("'@run", "'-loss", "1", "nan", "False"),
         ("'@run", "'-loss", "2", "inf", "False"),
-        ("ok", "loss", "0", "0.5", "True"),
+        ('o,"k"', "loss", "0", "0.5", "True"),
     ]
     assert rows[0]["timestamp"] == "2026-11-30T20:00:00.000Z"
     assert rows[0]["job"] == "'@run-job"
