@@ -71,6 +71,18 @@ def test_final_value_prefers_the_jobs_final_metric_then_the_last_step(
     assert report.runs[0].final_metrics == {"acc": 0.7}
 
 
+def test_best_value_and_step_skip_non_finite_values(make_series: SeriesFactory, now: datetime) -> None:
+    series = make_series({("a", "loss"): [math.nan, 3.0, 1.0, math.inf], ("b", "loss"): [5.0, 2.0, 4.0, 2.0]})
+    runs = [RunRecord(name=n, status="Completed") for n in ("a", "b")]
+    report = build_report(runs, series.iloc[::-1], Objective("loss"), rank_by="best", now=now)
+    assert [(r.name, r.objective_best, r.best_step, r.rank) for r in report.runs] == [
+        ("a", 1.0, 2, 1),
+        ("b", 2.0, 1, 2),
+    ]
+    assert math.isinf(report.runs[0].objective_final)
+    assert report.runs[1].objective_final == 2.0
+
+
 def test_stopped_runs_join_the_failed_section_and_runs_without_series_are_unranked(now: datetime) -> None:
     runs = [
         RunRecord(name="stopped", status="Stopped", failure_reason="MaxRuntimeExceeded"),
