@@ -155,9 +155,11 @@ def metrics_csv(series: pd.DataFrame | None) -> bytes:
     """
     import numpy as np
 
-    parts = [(",".join(METRICS_CSV_HEADER) + "\n").encode()]
+    # BytesIO.getvalue() hands over its buffer without a copy: one copy of the file in memory.
+    out = io.BytesIO()
+    out.write((",".join(METRICS_CSV_HEADER) + "\n").encode())
     if series is None or series.empty:
-        return parts[0]
+        return out.getvalue()
     texts = {name: _text_cells(series, name) for name in ("run", "job", "metric", "source")}
     steps = series["step"].to_numpy(dtype="int64")
     values = series["value"].to_numpy(dtype=float)
@@ -184,8 +186,8 @@ def metrics_csv(series: pd.DataFrame | None) -> bytes:
                 strict=True,
             ),
         )
-        parts.append(("\n".join(lines) + "\n").encode("utf-8"))
-    return b"".join(parts)
+        out.write(("\n".join(lines) + "\n").encode("utf-8"))
+    return out.getvalue()
 
 
 @dataclass(frozen=True)
