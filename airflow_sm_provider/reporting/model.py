@@ -92,6 +92,19 @@ def _final_metrics(value: Any) -> dict[str, float]:
     return {str(name): number for name, raw in items if name and (number := _float(raw)) is not None}
 
 
+def _count(value: Any, run: str) -> int:
+    """InstanceCount: a positive integer, 1 when missing."""
+    if value is None:
+        return 1
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1 or isinstance(value, bool):
+        raise ValueError(f"run record {run!r}: instance_count must be a positive integer, got {value!r}")
+    return count
+
+
 def _pairs(value: Any, key: str, val: str) -> Mapping[Any, Any]:
     """A mapping as is, or an AWS-style ``[{key: ..., val: ...}]`` list as a mapping."""
     if isinstance(value, Mapping):
@@ -144,7 +157,7 @@ class RunRecord:
             failure_reason=text("failure_reason"),
             hyperparameters=texts(data.get("hyperparameters") or {}),
             instance_type=text("instance_type"),
-            instance_count=int(data.get("instance_count") or 1),
+            instance_count=_count(data.get("instance_count"), str(data["name"])),
             spot=bool(data.get("spot", False)),
             training_seconds=_float(data.get("training_seconds")),
             billable_seconds=_float(data.get("billable_seconds")),

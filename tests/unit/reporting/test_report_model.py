@@ -181,6 +181,7 @@ def test_from_dict_is_tolerant_of_missing_fields_and_reads_aws_shapes() -> None:
     ("call", "message"),
     [
         (lambda: RunRecord.from_dict({"status": "Completed"}), "'name' is required"),
+        (lambda: RunRecord.from_dict({"name": "a", "instance_count": "two"}), "instance_count must be"),
         (lambda: Objective("loss", "Lowest"), "objective.direction must be one of"),
         (lambda: Objective(""), "objective.metric must be a non-empty"),
         (lambda: build_report([], None, Objective("loss"), rank_by="last"), "rank_by must be one of"),
