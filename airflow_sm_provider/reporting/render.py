@@ -130,8 +130,24 @@ def _quote(cell: str) -> str:
     return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\n\r') else cell
 
 
+def _combined_cells(columns: list[tuple[np.ndarray, list[str]]]) -> tuple[np.ndarray, list[str]]:
+    """Adjacent CSV cells that change together, as codes into their distinct joined texts.
+
+    ``columns`` are (codes, texts) pairs; run, job and metric change once per block of
+    thousands of rows, so their three cells are joined once per block, not once per row.
+    """
+    import numpy as np
+
+    stacked = np.stack([codes for codes, _ in columns], axis=1)
+    change = np.ones(len(stacked), dtype=bool)
+    change[1:] = (stacked[1:] != stacked[:-1]).any(axis=1)
+    names = [texts for _, texts in columns]
+    texts = [",".join(map(list.__getitem__, names, head)) for head in stacked[change].tolist()]
+    return np.cumsum(change) - 1, texts
+
+
 def _text_cells(series: pd.DataFrame, name: str) -> tuple[np.ndarray, list[str]]:
-    """A text column as codes into its distinct values, neutralised and quoted once per block."""
+    """A text column as codes into its distinct values, neutralised and quoted once each."""
     import numpy as np
 
     from airflow_sm_provider.metrics.health import factorize_blocks
@@ -160,29 +176,24 @@ def metrics_csv(series: pd.DataFrame | None) -> bytes:
     out.write((",".join(METRICS_CSV_HEADER) + "\n").encode())
     if series is None or series.empty:
         return out.getvalue()
-    texts = {name: _text_cells(series, name) for name in ("run", "job", "metric", "source")}
-    steps = series["step"].to_numpy(dtype="int64")
     values = series["value"].to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    head_codes, heads = _combined_cells([_text_cells(series, name) for name in ("run", "job", "metric")])
+    source_codes, sources = _text_cells(series, "source")
+    tail_codes = source_codes * 2 + finite
+    tails = [f"{source},{flag}" for source in sources for flag in ("False", "True")]
+    steps = series["step"].to_numpy(dtype="int64")
     stamps = series["timestamp"].to_numpy(dtype="datetime64[ns]").astype("datetime64[ms]")
     for start in range(0, len(series), METRICS_CSV_CHUNK):
         window = slice(start, start + METRICS_CSV_CHUNK)
-
-        def text(name: str, window: slice = window) -> list[str]:
-            codes, names = texts[name]
-            return [names[c] for c in codes[window].tolist()]
-
-        chunk = values[window]
         lines = map(
             ",".join,
             zip(
-                text("run"),
-                text("job"),
-                text("metric"),
+                map(heads.__getitem__, head_codes[window].tolist()),
                 map(str, steps[window].tolist()),
-                map(repr, chunk.tolist()),
+                map(repr, values[window].tolist()),
                 np.datetime_as_string(stamps[window], unit="ms", timezone="UTC").tolist(),
-                text("source"),
-                np.where(np.isfinite(chunk), "True", "False").tolist(),
+                map(tails.__getitem__, tail_codes[window].tolist()),
                 strict=True,
             ),
         )
