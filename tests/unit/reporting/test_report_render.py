@@ -39,6 +39,7 @@ def hostile(make_series: SeriesFactory, now: datetime) -> Report:
             hyperparameters={SCRIPT: IMG, "lr": "0.1"},
             tags={IMG: SCRIPT},
             links={"job": "javascript:alert(1)", "run": f"https://example.com/?q={IMG}"},
+            debug_rule_statuses={SCRIPT: "IssuesFound"},
         ),
         RunRecord(name=IMG, status="Completed", hyperparameters={SCRIPT: SCRIPT, "lr": "0.2"}),
         RunRecord(name="broken", status="Failed", failure_reason=f"{SCRIPT} {IMG}"),
@@ -55,6 +56,7 @@ def test_hostile_strings_come_out_escaped(hostile: Report) -> None:
     assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
     assert 'href="javascript:' not in html
     assert 'href="https://example.com/?q=&#34;&gt;&lt;img' in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;: IssuesFound" in html  # a Debugger rule's name
 
 
 def _inline(html: str, tag: str) -> list[str]:
