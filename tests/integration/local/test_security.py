@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -292,3 +296,53 @@ def test_host_0_prints_a_reachable_endpoint():
     with LocalEngine(host="0") as engine:
         assert engine.endpoint_url.startswith("http://127.0.0.1:")
         engine.client("sagemaker").list_training_jobs()
+
+
+def test_the_command_takes_a_fixed_key_and_allowed_hosts_as_compose_does(tmp_path):
+    """``SAGEMAKER_LOCAL_*`` in the environment, ``--allowed-host``: printed and honoured."""
+    env = {
+        **os.environ,
+        "SAGEMAKER_LOCAL_ACCESS_KEY_ID": "LOCALCOMPOSE00000000",
+        "SAGEMAKER_LOCAL_SECRET_ACCESS_KEY": "compose-secret",
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "airflow_sm_provider.local",
+        "--port",
+        "0",
+        "--allowed-host",
+        "sagemaker-local",
+    ]
+    process = subprocess.Popen(
+        [*argv, "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        exports: dict[str, str] = {}
+        while "SAGEMAKER_USER_CONFIG_OVERRIDE" not in exports:
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            key, _, value = line.strip().removeprefix("export ").partition("=")
+            exports[key] = value
+        assert exports["AWS_ACCESS_KEY_ID"] == "LOCALCOMPOSE00000000"
+        assert exports["AWS_SECRET_ACCESS_KEY"] == "compose-secret"
+        assert not (tmp_path / "credentials").exists()  # nothing generated when a key is given
+        engine = SimpleNamespace(
+            endpoint_url=exports["AWS_ENDPOINT_URL"],
+            region="us-east-1",
+            credentials=SimpleNamespace(
+                access_key_id="LOCALCOMPOSE00000000", secret_access_key="compose-secret"
+            ),
+        )
+        port = urllib.parse.urlsplit(engine.endpoint_url).port
+        body = b"{}"
+        headers = signed(engine, body, "SageMaker.ListTrainingJobs", f"sagemaker-local:{port}")
+        assert send(engine.endpoint_url, "POST", "/", body, headers)[0] == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
