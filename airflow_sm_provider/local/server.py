@@ -26,6 +26,7 @@ Every handler request is validated against botocore's model first (:mod:`model`)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -60,11 +61,17 @@ def speaks_target(service: str | None, target: str) -> bool:
     """
     if service in (None, "s3", SIGNING_NAME):
         return False
+    prefix = _target_prefix(service)
+    return prefix is None or target.partition(".")[0] == prefix
+
+
+@functools.cache
+def _target_prefix(service: str) -> str | None:
+    """The ``targetPrefix`` of botocore's model for ``service``; "" if it has none, None if unknown."""
     try:
-        prefix = model.service_model(service).metadata.get("targetPrefix")
+        return model.service_model(service).metadata.get("targetPrefix") or ""
     except UnknownServiceError:
-        return True
-    return prefix is not None and target.partition(".")[0] == prefix
+        return None
 
 
 def metrics_routes() -> dict[tuple[str, str], str]:
