@@ -41,7 +41,7 @@ def _airflow_environment(airflow_home: Path, dags_folder: Path, engine_env: dict
         # Jobs on the engine take seconds: poll often instead of the template's minute.
         "SAGEMAKER_PIPELINE_POLL_SECONDS": "2",
         # The aws_default connection of the DAG: no keys (the environment has the engine's
-        # fake ones) and the engine as endpoint.
+        # own, which it verifies) and the engine as endpoint.
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
             {"conn_type": "aws", "extra": {"endpoint_url": engine_env["AWS_ENDPOINT_URL"]}}
         ),

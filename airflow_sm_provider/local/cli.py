@@ -26,6 +26,21 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, help="keep job records and job directories here (default: temporary)"
     )
     parser.add_argument("--max-concurrent-jobs", type=int, help="jobs that run at once (default: CPU count)")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also serve requests whose Host header is NAME (repeatable; e.g. a Docker service name). "
+        "Loopback addresses, localhost and the bound address are always served",
+    )
+    parser.add_argument(
+        "--credentials-file",
+        type=Path,
+        help="the engine's access key, in the AWS credentials file format ([default] aws_access_key_id, "
+        "aws_secret_access_key). Default: SAGEMAKER_LOCAL_ACCESS_KEY_ID/SAGEMAKER_LOCAL_SECRET_ACCESS_KEY, "
+        "else a key generated into <data dir>/credentials",
+    )
 
 
 def run_engine(args: argparse.Namespace) -> int:
@@ -39,12 +54,20 @@ def run_engine(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     engine = LocalEngine(
-        host=args.host, port=args.port, data_dir=args.data_dir, max_concurrent_jobs=args.max_concurrent_jobs
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        max_concurrent_jobs=args.max_concurrent_jobs,
+        credentials_file=args.credentials_file,
+        allowed_hosts=args.allowed_host,
     )
     try:
         engine.start()
     except OSError as err:
         print(f"cannot start the engine on {args.host}:{args.port}: {err} (try --port 0)", file=sys.stderr)
+        return 1
+    except ValueError as err:  # the credentials: a half-set environment, an unreadable file
+        print(f"cannot start the engine: {err}", file=sys.stderr)
         return 1
     try:
         print(f"Local SageMaker engine listening on {engine.endpoint_url} (Ctrl-C to stop)")

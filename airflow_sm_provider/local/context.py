@@ -1,4 +1,4 @@
-"""What every backend of the local engine shares: the store, the account, the endpoint."""
+"""What every backend of the local engine shares: the store, the account, the endpoint, the key."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_sm_provider.local.credentials import EngineCredentials, generate
 from airflow_sm_provider.local.store import Store
-
-#: Credentials the engine uses for its own calls to the embedded moto services. They are
-#: fake by construction: moto accepts any, and AWS would reject them.
-ENGINE_ACCESS_KEY_ID = "ASIALOCALENGINE00000"
-ENGINE_SECRET_ACCESS_KEY = "local-engine-secret-not-a-real-key"  # noqa: S105
 
 #: The sagemaker SDK's user config (``SAGEMAKER_USER_CONFIG_OVERRIDE``) that opts out of its
 #: telemetry, so neither clients of the engine nor its jobs try to reach AWS.
@@ -28,6 +24,8 @@ class EngineContext:
     region: str = "us-east-1"
     account_id: str = "123456789012"
     endpoint_url: str = ""  # set by the server once its socket is bound
+    #: The engine's access key (:mod:`credentials`): its clients sign with it, and so do its own calls.
+    credentials: EngineCredentials = field(default_factory=generate)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def arn(self, resource_type: str, name: str) -> str:
@@ -56,8 +54,8 @@ class EngineContext:
                 service,
                 region_name=self.region,
                 endpoint_url=self.endpoint_url,
-                aws_access_key_id=ENGINE_ACCESS_KEY_ID,
-                aws_secret_access_key=ENGINE_SECRET_ACCESS_KEY,
+                aws_access_key_id=self.credentials.access_key_id,
+                aws_secret_access_key=self.credentials.secret_access_key,
                 config=Config(retries={"mode": "standard", "max_attempts": 5}),
             )
         return self._clients[service]

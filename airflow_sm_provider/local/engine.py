@@ -8,11 +8,13 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow_sm_provider.local.context import ENGINE_ACCESS_KEY_ID, ENGINE_SECRET_ACCESS_KEY, EngineContext
+from airflow_sm_provider.local import credentials as engine_credentials
+from airflow_sm_provider.local.context import EngineContext
+from airflow_sm_provider.local.credentials import EngineCredentials
 from airflow_sm_provider.local.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,14 @@ class LocalEngine:
     exists), and engines started in one process share them. A job running when the engine
     stopped or died is Failed on the next start, and processes a dead engine left running are
     ended then.
+
+    Every request must be signed (SigV4) with the engine's key, :attr:`credentials`: the
+    environment's ``SAGEMAKER_LOCAL_ACCESS_KEY_ID`` / ``SAGEMAKER_LOCAL_SECRET_ACCESS_KEY``,
+    else ``credentials_file``, else one generated into ``<data_dir>/credentials`` (mode 0600)
+    and kept there (see :mod:`~airflow_sm_provider.local.credentials`); :meth:`environ` and
+    :meth:`client` carry it. Only Host headers naming a loopback address, ``localhost``, the
+    bound address or one of ``allowed_hosts`` are served (DNS rebinding). A request body that
+    stops arriving for ``read_timeout_seconds`` ends its connection.
     """
 
     def __init__(
@@ -57,6 +67,9 @@ class LocalEngine:
         region: str = "us-east-1",
         runtimes: Mapping[str, Any] | None = None,
         stop_grace_seconds: float = 2.0,
+        credentials_file: Path | str | None = None,
+        allowed_hosts: Iterable[str] = (),
+        read_timeout_seconds: float = 30.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -65,6 +78,9 @@ class LocalEngine:
         self._max_concurrent_jobs = max_concurrent_jobs
         self._runtimes = runtimes
         self._stop_grace_seconds = stop_grace_seconds
+        self._credentials_file = Path(credentials_file) if credentials_file is not None else None
+        self._allowed_hosts = tuple(allowed_hosts)
+        self._read_timeout_seconds = read_timeout_seconds
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._temp_dir: str | None = None
@@ -76,10 +92,20 @@ class LocalEngine:
     def endpoint_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the engine is not running")
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        if host in ("0.0.0.0", "[::]"):  # reachable from here through loopback  # noqa: S104
-            host = "127.0.0.1"
+        from airflow_sm_provider.local.gate import is_wildcard
+
+        if is_wildcard(self.host):  # "0", "0.0.0.0", "::": reachable from here through loopback
+            host = "[::1]" if ":" in self.host else "127.0.0.1"
+        else:
+            host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self._server.server_address[1]}"
+
+    @property
+    def credentials(self) -> EngineCredentials:
+        """The engine's access key; clients sign with it (see the class docstring)."""
+        if self.ctx is None:
+            raise RuntimeError("the engine is not running")
+        return self.ctx.credentials
 
     def start(self) -> LocalEngine:
         """Bind the port, open the store, compose the backends, serve; undone if any step fails."""
@@ -106,15 +132,18 @@ class LocalEngine:
 
         from airflow_sm_provider.local import model
         from airflow_sm_provider.local.experiments import ExperimentsBackend
+        from airflow_sm_provider.local.gate import Gate, HostRule
         from airflow_sm_provider.local.jobs import JobsBackend
         from airflow_sm_provider.local.metrics import MetricsBackend
         from airflow_sm_provider.local.server import EngineApp
 
         data_dir.mkdir(parents=True, exist_ok=True)
+        own_key = engine_credentials.resolve(data_dir, credentials_file=self._credentials_file)
         model.service_model("sagemaker"), model.service_model("sagemaker-metrics")  # load once, up front
 
         class QuietHandler(WSGIRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+            timeout = self._read_timeout_seconds  # a stalled client cannot hold a thread for good
 
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 log.debug("%s %s", self.command, self.path)
@@ -137,7 +166,11 @@ class LocalEngine:
             )
         store = Store(data_dir / "engine.sqlite3")
         self.ctx = EngineContext(
-            store=store, data_dir=data_dir, region=self.region, endpoint_url=self.endpoint_url
+            store=store,
+            data_dir=data_dir,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            credentials=own_key,
         )
         self.experiments = ExperimentsBackend(self.ctx)
         self.jobs = JobsBackend(
@@ -149,13 +182,15 @@ class LocalEngine:
         )
         self.experiments.register_search_resource("TrainingJob", self.jobs.search_records_training)
         self.jobs.recover()
-        holder["app"] = EngineApp(
+        keys = engine_credentials.KeyRing(own_key, self.jobs.job_credentials)
+        router = EngineApp(
             sagemaker_ops={**self.experiments.operations(), **self.jobs.operations()},
             metrics_ops=MetricsBackend(self.ctx).operations(),
-            credentials=self.jobs.job_credentials,
+            credentials=keys.hand_out,
             aws_app=DomainDispatcherApplication(create_backend_app),
             interrupt=self.jobs.interrupt,
         )
+        holder["app"] = Gate(router, keys.key, HostRule(self.host, self._allowed_hosts))
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="sagemaker-local", daemon=True
         )
@@ -191,15 +226,15 @@ class LocalEngine:
     def environ(self) -> dict[str, str]:
         """Environment variables that send boto3, the Amazon provider and the SDK here.
 
-        The keys are fake: the engine accepts any, and AWS would reject these. The sagemaker
-        SDK's telemetry is opted out so nothing tries to reach AWS.
+        The keys are the engine's own (:attr:`credentials`); AWS would reject them. The
+        sagemaker SDK's telemetry is opted out so nothing tries to reach AWS.
         """
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": ENGINE_ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": ENGINE_SECRET_ACCESS_KEY,
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.ctx.sdk_config_path()),
         }
 
@@ -211,6 +246,6 @@ class LocalEngine:
             service,
             region_name=self.region,
             endpoint_url=self.endpoint_url,
-            aws_access_key_id=ENGINE_ACCESS_KEY_ID,
-            aws_secret_access_key=ENGINE_SECRET_ACCESS_KEY,
+            aws_access_key_id=self.credentials.access_key_id,
+            aws_secret_access_key=self.credentials.secret_access_key,
         )

@@ -20,7 +20,8 @@ Patterns in the model are unanchored Java regular expressions that must match th
 value (``fullmatch``); some use ``\\p{L}``-style classes, which the ``regex`` package
 understands. Compiled patterns are cached, so validating a request costs tens of microseconds.
 
-Limits SageMaker documents but the model lacks are in :data:`DOCUMENTED_MAXIMUMS`.
+Limits SageMaker documents but the model lacks are in :data:`DOCUMENTED_MAXIMUMS`, and
+prefixes AWS reserves (``aws:`` tag keys) in :data:`RESERVED_PREFIXES`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ DOCUMENTED_MAXIMUMS: Mapping[str, Mapping[tuple[str, ...], int]] = {
     "CreateTrainingJob": {("StoppingCondition", "MaxRuntimeInSeconds"): MAX_RUNTIME_SECONDS["training"]},
     "CreateProcessingJob": {("StoppingCondition", "MaxRuntimeInSeconds"): MAX_RUNTIME_SECONDS["processing"]},
 }
+
+
+#: Shape name -> prefix a value may not start with (any case): AWS keeps ``aws:`` tag keys for
+#: itself, on create, AddTags and DeleteTags alike.
+RESERVED_PREFIXES: Mapping[str, str] = {"TagKey": "aws:"}
 
 
 @functools.cache
@@ -136,6 +142,9 @@ def _broken_rules(shape: Shape, value: Any) -> list[str]:
             compiled = _compiled(pattern)
             if compiled is not None and compiled.fullmatch(value) is None:
                 rules.append(f"Member must satisfy regular expression pattern: {pattern}")
+        reserved = RESERVED_PREFIXES.get(shape.name)
+        if reserved and value.lower().startswith(reserved):
+            rules.append(_reserved_rule(reserved))
     elif isinstance(value, int | float) and not isinstance(value, bool) and shape.type_name != "timestamp":
         if low is not None and value < low:
             rules.append(f"Member must have value greater than or equal to {low}")
@@ -157,7 +166,13 @@ def _all_rules(shape: Shape) -> list[str]:
         rules.append(f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
     if shape.metadata.get("pattern"):
         rules.append(f"Member must satisfy regular expression pattern: {shape.metadata['pattern']}")
+    if shape.name in RESERVED_PREFIXES:
+        rules.append(_reserved_rule(RESERVED_PREFIXES[shape.name]))
     return rules
+
+
+def _reserved_rule(prefix: str) -> str:
+    return f"Member must not start with '{prefix}', a prefix reserved for AWS use"
 
 
 class _Validator:
@@ -234,11 +249,18 @@ def validate(service: str, operation_name: str, params: Any) -> None:
     """Raise the error AWS would answer ``params`` with, if any; return None for a valid request.
 
     UnknownOperation for an operation the model lacks, SerializationException for a member of
-    the wrong JSON type, ValidationException listing every broken constraint.
+    the wrong JSON type, ValidationException for a top-level member the model lacks (AWS would
+    ignore it; stored, it would burden every later List and Search) or listing every broken
+    constraint.
     """
     shape = operation(service, operation_name).input_shape
     if shape is None:
         return
+    if isinstance(params, dict) and (unknown := [name for name in params if name not in shape.members]):
+        shown = ", ".join(repr(name[:64]) for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise ValidationException(
+            f"{operation_name} has no member {shown}: only the members of botocore's model are accepted"
+        )
     validator = _Validator()
     validator.check(shape, params, "")
     for member_path, maximum in DOCUMENTED_MAXIMUMS.get(operation_name, {}).items():

@@ -52,6 +52,8 @@ def check_training(params: Mapping[str, Any]) -> None:
         raise ValidationException(
             "The local engine runs one instance: ResourceConfig.InstanceCount must be 1"
         )
+    if resources.get("VolumeSizeInGB", 1) < 1:  # the model allows 0; SageMaker refuses it
+        raise ValidationException("ResourceConfig.VolumeSizeInGB must be at least 1 (GB)")
     names = [c["ChannelName"] for c in params.get("InputDataConfig", [])]
     if len(names) != len(set(names)):
         raise ValidationException("Channel names must be unique")

@@ -1,6 +1,8 @@
 """HTTP front of the local engine: one port for every AWS service a SageMaker DAG calls.
 
-Theory of operation. Each request is routed once, by what identifies a service on the wire:
+Theory of operation. A request reaches this router only through :mod:`gate` (Host, CORS,
+SigV4 signature, body bounds), which puts the service of the verified credential scope in the
+environ. Each request is then routed once, by what identifies a service on the wire:
 
 * ``X-Amz-Target: SageMaker.<Operation>`` (JSON 1.1) -> the engine's SageMaker handlers;
 * the ``sagemaker-metrics`` routes of botocore's model (rest-json: ``PUT /BatchPutMetrics``,
@@ -11,6 +13,8 @@ Theory of operation. Each request is routed once, by what identifies a service o
   a simulated spot interruption);
 * any other request signed for ``sagemaker`` (sagemaker-runtime, ...) -> UnknownOperation:
   the engine does not serve it, and moto's SageMaker emulation would answer it wrongly;
+* an ``X-Amz-Target`` the signed service does not speak (``Foo.Bar``; any target signed for
+  S3) -> UnknownOperation, not an S3 answer from moto;
 * anything else -> the embedded moto (S3, CloudWatch Logs, CloudWatch, STS, IAM, ...), which
   picks the service from the SigV4 credential scope. moto runs in this process as a WSGI
   application, so the whole engine is one port and one process; its state is per process.
@@ -22,18 +26,20 @@ Every handler request is validated against botocore's model first (:mod:`model`)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
+from botocore.exceptions import UnknownServiceError
 from werkzeug.wsgi import get_input_stream
 
 from airflow_sm_provider.local import model
 from airflow_sm_provider.local.errors import AwsError, SerializationException, UnknownOperation
+from airflow_sm_provider.local.gate import CREDENTIALS_PREFIX, SERVICE_KEY
 from airflow_sm_provider.local.responses import Handler
 
 log = logging.getLogger(__name__)
@@ -42,21 +48,30 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 SIGNING_NAME = "sagemaker"
-_HEADER_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
-_QUERY_SCOPE = re.compile(r"X-Amz-Credential=[^/&]+/\d{8}/[^/&]+/([^/&]+)/aws4_request")
-_CREDENTIALS_PREFIX = "/_engine/credentials/"
 _INTERRUPT_PREFIX = "/_engine/interrupt/"
 _JSON11 = "application/x-amz-json-1.1"
 _JSON = "application/json"
 
 
-def signing_service(environ: dict[str, Any]) -> str | None:
-    """The service a request was signed for (SigV4 header or presigned query)."""
-    match = _HEADER_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    if match is None:
-        query = environ.get("QUERY_STRING", "").replace("%2F", "/").replace("%2f", "/")
-        match = _QUERY_SCOPE.search(query)
-    return match.group(1) if match else None
+def speaks_target(service: str | None, target: str) -> bool:
+    """Whether ``service`` (a signing name) answers ``X-Amz-Target: target``.
+
+    S3 and SageMaker's other APIs speak no target; a service botocore knows by its signing name
+    speaks its model's ``targetPrefix``; others (e.g. ``monitoring``) are left to moto.
+    """
+    if service in (None, "s3", SIGNING_NAME):
+        return False
+    prefix = _target_prefix(service)
+    return prefix is None or target.partition(".")[0] == prefix
+
+
+@functools.cache
+def _target_prefix(service: str) -> str | None:
+    """The ``targetPrefix`` of botocore's model for ``service``; "" if it has none, None if unknown."""
+    try:
+        return model.service_model(service).metadata.get("targetPrefix") or ""
+    except UnknownServiceError:
+        return None
 
 
 def metrics_routes() -> dict[tuple[str, str], str]:
@@ -99,7 +114,10 @@ class EngineApp:
             return self._call("sagemaker", operation, self._sagemaker_ops, environ, start_response, _JSON11)
         if path.startswith("/_engine/"):
             return self._engine_route(method, path, environ, start_response)
-        signed_for = signing_service(environ)
+        signed_for = environ.get(SERVICE_KEY)
+        if target and not speaks_target(signed_for, target):
+            error = UnknownOperation(f"Unknown operation {target} for service {signed_for}")
+            return _respond(start_response, error.status, error.to_body(), _JSON11, error_code=error.code)
         if signed_for == SIGNING_NAME:
             operation = self._metrics_routes.get((method, path), "")
             if operation:
@@ -113,8 +131,8 @@ class EngineApp:
     ) -> Iterable[bytes]:
         if path == "/_engine/health":
             return _respond(start_response, 200, {"status": "ok"})
-        if path.startswith(_CREDENTIALS_PREFIX) and method == "GET":
-            job = path[len(_CREDENTIALS_PREFIX) :]
+        if path.startswith(CREDENTIALS_PREFIX) and method == "GET":
+            job = path[len(CREDENTIALS_PREFIX) :]
             creds = self._credentials(job, environ.get("HTTP_AUTHORIZATION", ""))
             if creds is None:
                 return _respond(start_response, 403, {"Message": "unknown job or wrong token"})
@@ -166,6 +184,8 @@ def _read_json(environ: dict[str, Any]) -> dict[str, Any]:
         params = json.loads(raw)
     except ValueError as err:
         raise SerializationException(f"Request body is not valid JSON: {err}") from None
+    except RecursionError:  # a nested-JSON bomb: refused, not a stack overflow in a handler
+        raise SerializationException("Request body nests deeper than the engine reads") from None
     return params
 
 

@@ -18,8 +18,7 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from airflow_sm_provider.local import LocalEngine
-from airflow_sm_provider.local.context import ENGINE_ACCESS_KEY_ID, ENGINE_SECRET_ACCESS_KEY
+from airflow_sm_provider.local import LocalEngine, credentials
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +103,7 @@ def test_records_survive_a_restart_and_running_jobs_fail_with_a_reason(tmp_path)
 
 ENGINE_PROCESS = """
 import sys, time
-from airflow_sm_provider.local import LocalEngine
+from airflow_sm_provider.local import LocalEngine, credentials
 engine = LocalEngine(data_dir=sys.argv[1]).start()
 print(engine.endpoint_url, flush=True)
 time.sleep(600)
@@ -141,13 +140,14 @@ def test_a_restart_ends_the_job_processes_a_crashed_engine_left_running(tmp_path
     pids: list[int] = []
     try:
         url = crashed.stdout.readline().strip()
+        key = credentials.read_file(data_dir / credentials.FILE_NAME)  # generated for the data dir
         remote = SimpleNamespace(
             client=lambda service: boto3.client(
                 service,
                 endpoint_url=url,
                 region_name="us-east-1",
-                aws_access_key_id=ENGINE_ACCESS_KEY_ID,
-                aws_secret_access_key=ENGINE_SECRET_ACCESS_KEY,
+                aws_access_key_id=key.access_key_id,
+                aws_secret_access_key=key.secret_access_key,
             )
         )
         remote.client("s3").create_bucket(Bucket="jobs")

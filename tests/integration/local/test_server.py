@@ -10,7 +10,7 @@ import uuid
 
 import boto3
 import pytest
-from botocore.auth import SigV4Auth
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
@@ -35,9 +35,27 @@ def raw(engine, method: str, path: str, body: bytes = b"", headers: dict | None 
         return response.status, response.headers, data
 
 
-def sagemaker_call(engine, operation: str, body: bytes) -> tuple:
-    headers = {"X-Amz-Target": f"SageMaker.{operation}", "Content-Type": "application/x-amz-json-1.1"}
-    return raw(engine, "POST", "/", body, headers)
+def engine_credentials(engine) -> Credentials:
+    return Credentials(engine.credentials.access_key_id, engine.credentials.secret_access_key)
+
+
+def signed(
+    engine, method: str, path: str, body: bytes = b"", headers: dict | None = None, service="sagemaker"
+):
+    """``headers`` plus a SigV4 signature by the engine's key, as botocore signs (S3's rules for s3)."""
+    request = AWSRequest(method=method, url=f"{engine.endpoint_url}{path}", data=body, headers=headers or {})
+    signer = S3SigV4Auth if service == "s3" else SigV4Auth
+    signer(engine_credentials(engine), service, engine.region).add_auth(request)
+    return dict(request.headers)
+
+
+def sagemaker_call(engine, operation: str, body: bytes, headers: dict | None = None) -> tuple:
+    headers = {
+        "X-Amz-Target": f"SageMaker.{operation}",
+        "Content-Type": "application/x-amz-json-1.1",
+        **(headers or {}),
+    }
+    return raw(engine, "POST", "/", body, signed(engine, "POST", "/", body, headers))
 
 
 def test_health(engine):
@@ -57,7 +75,7 @@ def test_s3_virtual_host_style_is_understood(engine, s3_bucket):
     engine.client("s3").put_object(Bucket=s3_bucket, Key="v.txt", Body=b"virtual")
     port = urllib.parse.urlsplit(engine.endpoint_url).port
     request = AWSRequest(method="GET", url=f"http://{s3_bucket}.localhost:{port}/v.txt")
-    SigV4Auth(Credentials("AKIDLOCAL", "secret"), "s3", engine.region).add_auth(request)
+    S3SigV4Auth(engine_credentials(engine), "s3", engine.region).add_auth(request)
     headers = {**dict(request.headers), "Host": f"{s3_bucket}.localhost:{port}"}
     status, _, body = raw(engine, "GET", "/v.txt", headers=headers)
     assert (status, body) == (200, b"virtual")
@@ -117,8 +135,8 @@ def test_metrics_requests_are_validated_against_their_model(engine):
         "sagemaker-metrics",
         region_name=engine.region,
         endpoint_url=engine.endpoint_url,
-        aws_access_key_id="AKIDLOCAL",
-        aws_secret_access_key="secret",
+        aws_access_key_id=engine.credentials.access_key_id,
+        aws_secret_access_key=engine.credentials.secret_access_key,
         config=Config(parameter_validation=False),
     )
     with pytest.raises(ClientError) as err:
@@ -162,8 +180,12 @@ def test_chunked_request_bodies_are_read(engine):
     url = urllib.parse.urlsplit(engine.endpoint_url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
     body = b'{"TrainingJobName": "bad name"}'
-    connection.putrequest("POST", "/")
-    connection.putheader("X-Amz-Target", "SageMaker.DescribeTrainingJob")
+    connection.putrequest("POST", "/", skip_host=True)
+    for name, value in signed(
+        engine, "POST", "/", body, {"X-Amz-Target": "SageMaker.DescribeTrainingJob"}
+    ).items():
+        connection.putheader(name, value)
+    connection.putheader("Host", url.netloc)
     connection.putheader("Transfer-Encoding", "chunked")
     connection.endheaders()
     connection.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
@@ -179,9 +201,10 @@ def test_job_credentials_need_the_job_token(engine, headers):
 
 
 def test_interrupt_route_answers_with_aws_errors(engine):
-    status, _, body = raw(engine, "POST", "/_engine/interrupt/no-such-job")
+    path = "/_engine/interrupt/no-such-job"
+    status, _, body = raw(engine, "POST", path, headers=signed(engine, "POST", path))
     assert status == 400 and body["__type"] in {"ResourceNotFound", "ValidationException"}
 
 
 def test_unknown_engine_route(engine):
-    assert raw(engine, "GET", "/_engine/nothing")[0] == 404
+    assert raw(engine, "GET", "/_engine/nothing", headers=signed(engine, "GET", "/_engine/nothing"))[0] == 404

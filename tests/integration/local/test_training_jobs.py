@@ -354,8 +354,8 @@ def test_missing_role_and_negative_runtime_without_client_validation(engine, s3_
         "sagemaker",
         endpoint_url=engine.endpoint_url,
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=engine.credentials.access_key_id,
+        aws_secret_access_key=engine.credentials.secret_access_key,
         config=Config(parameter_validation=False),
     )
     config = _config(_name(), s3_bucket, f"s3://{s3_bucket}/code.tar.gz")

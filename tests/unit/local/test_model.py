@@ -214,3 +214,32 @@ def test_validation_is_cheap():
     for _ in range(200):
         model.validate("sagemaker", "CreateTrainingJob", TRAINING)
     assert (time.perf_counter() - start) / 200 < 0.002
+
+
+@pytest.mark.parametrize(
+    ("operation", "request_"),
+    [
+        ("CreateTrainingJob", training(Tags=[{"Key": "aws:cloudformation:stack-name", "Value": "x"}])),
+        (
+            "AddTags",
+            {
+                "ResourceArn": "arn:aws:sagemaker:us-east-1:1:training-job/a",
+                "Tags": [{"Key": "AWS:x", "Value": "v"}],
+            },
+        ),
+        (
+            "DeleteTags",
+            {"ResourceArn": "arn:aws:sagemaker:us-east-1:1:training-job/a", "TagKeys": ["ok", "aws:x"]},
+        ),
+        ("CreateExperiment", {"ExperimentName": "e", "Tags": [{"Key": "aws:x", "Value": "v"}]}),
+    ],
+)
+def test_aws_tag_keys_are_reserved(operation, request_):
+    with pytest.raises(ValidationException, match="must not start with 'aws:'"):
+        model.validate("sagemaker", operation, request_)
+
+
+def test_unknown_top_level_members_are_refused():
+    with pytest.raises(ValidationException, match="'Junk'") as err:
+        model.validate("sagemaker", "CreateTrainingJob", training(Junk="x" * 10_000))
+    assert len(str(err.value)) < 300  # the member's name, not its value
