@@ -163,6 +163,10 @@ class SageMakerMetricsHook(AwsBaseHook):
                 frames.append(self.json_series(run, metrics_json.replace("{job}", run.job)))
         return series.merge(frames)
 
+    def location(self) -> tuple[str, str]:
+        """(partition, region) of this connection, for console links."""
+        return self.conn_partition, self.conn_region_name
+
     # ------------------------------------------------------------------ S3
 
     def upload(self, uri: str, body: bytes, content_type: str) -> str:
