@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 import time
 import uuid
 from types import SimpleNamespace
@@ -149,3 +150,42 @@ def test_live_publication_while_the_job_runs_then_after_it_ends(engine, s3_bucke
     final = s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
     assert final != partial and final[:4] == b"\x89PNG"
     assert len(hook.collect(hook.describe_runs([job]))) == 200
+
+
+def test_live_publisher_redefers_under_dag_test_until_the_mapped_jobs_end(
+    airflow_db, engine, s3_bucket, code, capsys
+):
+    """Real Airflow: the mapped training task's XCom in, deferrals through the trigger, URIs out."""
+    configs = []
+    for lr in ("0.1", "0.5"):
+        config = training_config(s3_bucket, code, name="dagtest")
+        config["AlgorithmSpecification"]["MetricDefinitions"] = DEFINITIONS
+        config["HyperParameters"].update(lr=lr, epochs="15", pause="0.3")
+        configs.append(config)
+    dag_id = f"itest_live_{uuid.uuid4().hex[:8]}"
+    path = airflow_db / "dags" / f"{dag_id}.py"
+    path.write_text(
+        "from datetime import datetime, timedelta\n"
+        "from airflow_sm_provider._compat import DAG\n"
+        "from airflow_sm_provider.operators.jobs import TrainingJobOperator\n"
+        "from airflow_sm_provider.operators.plots import MetricPlotOperator\n"
+        f"with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1)) as dag:\n"
+        "    train = TrainingJobOperator.partial(\n"
+        "        task_id='train', aws_conn_id=None, wait_for_completion=False\n"
+        f"    ).expand(config={configs!r})\n"
+        f"    MetricPlotOperator(task_id='curves', jobs=train.output, bucket={s3_bucket!r}, prefix='dagtest',"
+        " aws_conn_id=None, live=True, republish_every=timedelta(seconds=2))\n"
+    )
+    dag_run = runpy.run_path(str(path))["dag"].test()
+    curves = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "curves")
+    assert curves.state == "success"
+    assert "still running; publishing again in 0:00:02" in capsys.readouterr().out  # it did defer
+    uris = curves.xcom_pull(task_ids="curves")
+    assert uris["running"] == [] and len(uris["jobs"]) == 2
+    s3 = engine.client("s3")
+    for per_job in uris["jobs"].values():
+        for uri in per_job.values():
+            assert (
+                s3.head_object(Bucket=s3_bucket, Key=uri.removeprefix(f"s3://{s3_bucket}/"))["ContentLength"]
+                > 0
+            )
