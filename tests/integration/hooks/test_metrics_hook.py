@@ -113,3 +113,25 @@ def test_a_job_without_log_group_yet_gives_an_empty_frame(aws_env, engine, s3_bu
     assert hook.collect(runs).empty
     engine.client("sagemaker").stop_training_job(TrainingJobName=name)
     time.sleep(0.1)
+
+
+def test_every_stream_and_every_page_is_read(aws_env, engine, s3_bucket):
+    """A second host's stream, written after the job, holding more events than one page."""
+    job = run_job(engine, s3_bucket, epochs="3", pause="0")
+    logs = engine.client("logs")
+    stream = f"{job}/algo-2-1700000000"
+    logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream)
+    now = int(time.time() * 1000)
+    lines = [f"epoch={i} train_loss={1 / (i + 1):.6f}" for i in range(12_000)]  # > 10,000 a page
+    for start in range(0, len(lines), 5000):
+        logs.put_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs",
+            logStreamName=stream,
+            logEvents=[{"timestamp": now, "message": line} for line in lines[start : start + 5000]],
+        )
+    hook = SageMakerMetricsHook(aws_conn_id=None)
+    frame = hook.collect(hook.describe_runs([job]))
+    loss = frame[frame["metric"] == "train:loss"]
+    # algo-1's steps 0-2, algo-2's the rest (a page holds at most 10,000 events), each once.
+    assert loss["step"].tolist() == list(range(12_000))
+    assert loss["value"].iloc[:3].tolist() == [1.0, 0.5, pytest.approx(1 / 3, rel=1e-4)]
