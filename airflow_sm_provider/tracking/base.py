@@ -30,10 +30,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from airflow_sm_provider.aws_args import AwsArgs
+from airflow_sm_provider.errors import ConfigValidationError
 from airflow_sm_provider.naming import JobIdentity
 from airflow_sm_provider.tracking import names
-from airflow_sm_provider.tracking.records import Parameter, RunEnd, RunStart
-from airflow_sm_provider.validation import ConfigValidationError
+from airflow_sm_provider.tracking.records import Parameter, RunEnd, RunStart, run_end
 
 DEFAULT_BACKEND = "experiments"
 #: backend name -> "module:class" of its Tracker, imported on first use.
@@ -175,20 +176,24 @@ class Tracker(ABC):
         is replaced, so republishing stays within the backend's artifact limits."""
 
 
-def open_tracker(
-    backend: str = DEFAULT_BACKEND,
-    *,
-    aws_conn_id: str | None = "aws_default",
-    region_name: str | None = None,
-    verify: bool | str | None = None,
-    botocore_config: dict[str, Any] | None = None,
-) -> Tracker:
-    """The tracker of ``backend``, its clients built from the Airflow AWS connection."""
+def open_tracker(backend: str = DEFAULT_BACKEND, aws: AwsArgs | None = None) -> Tracker:
+    """The tracker of ``backend``, its clients built from the Airflow AWS connection of ``aws``."""
     try:
         module_name, class_name = BACKENDS[backend].split(":")
     except KeyError:
         raise ValueError(f"unknown tracking backend {backend!r}; known: {sorted(BACKENDS)}") from None
     tracker_class = getattr(importlib.import_module(module_name), class_name)
-    return tracker_class.from_connection(
-        aws_conn_id=aws_conn_id, region_name=region_name, verify=verify, botocore_config=botocore_config
-    )
+    return tracker_class.from_connection(aws or AwsArgs())
+
+
+def log_job_ends(aws: AwsArgs, ended: Sequence[tuple[RunRef, Mapping[str, Any]]]) -> None:
+    """Log each ended job's outcome on its run: (run, DescribeTrainingJob response) pairs.
+
+    The one path by which a job's end reaches its run, whoever observed the end (the operator
+    that waited, or ``JobSensor``); one tracker per backend.
+    """
+    trackers: dict[str, Tracker] = {}
+    for ref, describe in ended:
+        if ref.backend not in trackers:
+            trackers[ref.backend] = open_tracker(ref.backend, aws)
+        trackers[ref.backend].end_run(ref, run_end(describe))

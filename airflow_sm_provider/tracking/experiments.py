@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from sagemaker.core.experiments.run import Run
     from sagemaker.core.helper.session_helper import Session
 
+    from airflow_sm_provider.aws_args import AwsArgs
+
 log = logging.getLogger(__name__)
 
 TELEMETRY_OFF = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
@@ -62,12 +64,7 @@ METRIC_QUERIES_PER_CALL = 100
 MAX_FILTER_VALUE_LENGTH = 1024
 
 
-def sagemaker_session(
-    aws_conn_id: str | None = "aws_default",
-    region_name: str | None = None,
-    verify: bool | str | None = None,
-    botocore_config: dict[str, Any] | None = None,
-) -> Session:
+def sagemaker_session(aws: AwsArgs) -> Session:
     """A SageMaker SDK ``Session`` whose clients come from the Airflow AWS connection.
 
     One boto3 session from ``AwsBaseHook`` (credentials, role assumption, region); the
@@ -80,13 +77,7 @@ def sagemaker_session(
 
     from airflow_sm_provider.hooks.jobs import with_default_retries
 
-    hook = AwsBaseHook(
-        aws_conn_id=aws_conn_id,
-        region_name=region_name,
-        verify=verify,
-        config=botocore_config,
-        client_type="sagemaker",
-    )
+    hook = AwsBaseHook(**aws.hook_kwargs(), client_type="sagemaker")
     boto_session = hook.get_session(region_name=hook.region_name)
     config = with_default_retries(hook.config)
 
@@ -143,15 +134,8 @@ class ExperimentsTracker(Tracker):
         self.session = session
 
     @classmethod
-    def from_connection(
-        cls,
-        *,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
-    ) -> ExperimentsTracker:
-        return cls(sagemaker_session(aws_conn_id, region_name, verify, botocore_config))
+    def from_connection(cls, aws: AwsArgs) -> ExperimentsTracker:
+        return cls(sagemaker_session(aws))
 
     # ------------------------------------------------------------------ runs
 

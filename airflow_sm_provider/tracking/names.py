@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 
+from airflow_sm_provider.errors import ConfigValidationError
 from airflow_sm_provider.naming import HASH_LENGTH, JobIdentity, job_name, sanitize_tag_value, tag_key
-from airflow_sm_provider.validation import ConfigValidationError
 
 #: The SDK's limit on experiment and run names: half its 120-character backend limit, less one.
 MAX_NAME_LENGTH = 59

@@ -82,19 +82,25 @@ def parameter_value(text: Any) -> Parameter:
     """A hyperparameter (a string in the API) as the run should show it: numbers stay numbers.
 
     Non-finite numbers and JSON booleans, lists or objects stay text as given (the SDK drops
-    NaN and infinities).
+    NaN and infinities); text is kept on one line (see :func:`one_line`).
     """
-    if not isinstance(text, str):
-        return str(text)
+    text = str(text)
     try:
         value = json.loads(text)
     except ValueError:
-        return text
+        return one_line(text)
     if isinstance(value, str):
-        return value
+        return one_line(value)
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return value
-    return text
+    return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks as spaces: trial components take strings matching ``.*``,
+    which (as in Java, where the service checks it) matches no line terminator, while a
+    FailureReason spans lines."""
+    return " ".join(text.splitlines())
 
 
 def run_start(request: Mapping[str, Any]) -> RunStart:
@@ -158,7 +164,7 @@ def run_end(describe: Mapping[str, Any]) -> RunEnd:
     end_time = describe.get("TrainingEndTime")
     return RunEnd(
         status=status,
-        message=reason[:MAX_MESSAGE_LENGTH],
+        message=one_line(reason)[:MAX_MESSAGE_LENGTH],
         parameters=parameters,
         outputs={MODEL_ARTIFACT: model} if model else {},
         end_time=end_time if isinstance(end_time, datetime) else None,

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from airflow_sm_provider.errors import ConfigValidationError
 from airflow_sm_provider.naming import JobIdentity
 from airflow_sm_provider.tracking.base import RunRef, TrackingConfig, open_tracker
-from airflow_sm_provider.validation import ConfigValidationError
 
 
 def test_config_lower_cases_and_checks_names_when_built():

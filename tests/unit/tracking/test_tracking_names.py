@@ -6,6 +6,7 @@ import botocore.session
 import pytest
 import regex
 
+from airflow_sm_provider.errors import ConfigValidationError
 from airflow_sm_provider.naming import JobIdentity
 from airflow_sm_provider.tracking.names import (
     MAX_NAME_LENGTH,
@@ -16,7 +17,6 @@ from airflow_sm_provider.tracking.names import (
     record_name,
     run_name,
 )
-from airflow_sm_provider.validation import ConfigValidationError
 
 METRICS_MODEL = botocore.session.get_session().get_service_model("sagemaker-metrics")
 #: BatchPutMetrics' TrialComponentName pattern: the tightest rule a run's record must meet.

@@ -28,6 +28,8 @@ from airflow_sm_provider.tracking.records import (
         ("Infinity", "Infinity"),
         ("[1, 2]", "[1, 2]"),
         ("", ""),
+        ("two\nlines", "two lines"),
+        ('"a\\nb"', "a b"),
     ],
 )
 def test_hyperparameters_keep_numbers_as_numbers(text: str, value: object):
@@ -105,9 +107,13 @@ def test_end_of_a_completed_job():
     assert not is_outcome_parameter("job.instance_type") and not is_outcome_parameter("lr")
 
 
-def test_end_of_a_failed_job_carries_the_reason():
+def test_end_of_a_failed_job_carries_the_reason_on_one_line():
     end = run_end({"TrainingJobStatus": "Failed", "SecondaryStatus": "Failed", "FailureReason": "x" * 2000})
     assert end.status == RunStatus.FAILED and end.message == "x" * 1024
+    reason = 'AlgorithmError: ExecuteUserScriptError:\nExitCode 1\r\nErrorMessage "boom"'
+    assert run_end({"TrainingJobStatus": "Failed", "FailureReason": reason}).message == (
+        'AlgorithmError: ExecuteUserScriptError: ExitCode 1 ErrorMessage "boom"'
+    )
     assert end.outputs == {} and end.end_time is None
 
 
