@@ -47,5 +47,6 @@ def get_provider_info() -> dict:
         "extra-links": [
             "airflow_sm_provider.links.TrainingJobLink",
             "airflow_sm_provider.links.ProcessingJobLink",
+            "airflow_sm_provider.links.TrackedRunLink",
         ],
     }
