@@ -8,8 +8,9 @@ race to create one experiment, and retries of one task, are safe. The job gets t
 ``experiment_config``, so ``load_run()`` in the training script logs onto this run.
 
 The SDK's clients are built from the Airflow AWS connection (``AwsBaseHook``: region,
-credentials, ``endpoint_url``, botocore config) and handed to its ``Session``, whose telemetry
-is turned off. Three things are done without the SDK, as it has no call for them:
+credentials, ``endpoint_url``, botocore config) and handed to its ``Session``; the SDK's own
+config files apply as for any ``Session``, with its telemetry turned off. Three things are
+done without the SDK, as it has no call for them:
 
 - the identity tags are put on the run's record alone with ``AddTags`` (``Run(tags=...)``
   would also tag the shared experiment and run group);
@@ -29,6 +30,7 @@ created moments ago may be missing from a lookup for a few seconds.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -56,7 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TELEMETRY_OFF = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 SEARCH_PAGE_SIZE = 100
 #: BatchGetMetrics takes at most 100 queries per call.
 METRIC_QUERIES_PER_CALL = 100
@@ -85,12 +86,25 @@ def sagemaker_session(aws: AwsArgs) -> Session:
         endpoint_url = hook.conn_config.get_service_endpoint_url(service_name=service)
         return boto_session.client(service, endpoint_url=endpoint_url, config=config, verify=hook.verify)
 
-    return Session(
+    session = Session(
         boto_session=boto_session,
         sagemaker_client=client("sagemaker"),
         sagemaker_metrics_client=client("sagemaker-metrics"),
-        sagemaker_config=TELEMETRY_OFF,
     )
+    # Set afterwards: a config given to the constructor is checked against the SDK's JSON schema
+    # three times there (seconds on a busy 2-core machine); this way only the SDK's own config
+    # files, if any, are checked, and each Run checks the result once (its telemetry lookup).
+    session.sagemaker_config = telemetry_off(session.sagemaker_config)
+    return session
+
+
+def telemetry_off(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The SDK's config with its telemetry opted out (nothing else changed)."""
+    result = copy.deepcopy(dict(config or {}))
+    result.setdefault("SchemaVersion", "1.0")
+    modules = result.setdefault("SageMaker", {}).setdefault("PythonSDK", {}).setdefault("Modules", {})
+    modules["TelemetryOptOut"] = True
+    return result
 
 
 @contextmanager

@@ -57,3 +57,22 @@ def test_tracking_modules_import_no_sdk_aws_or_airflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_telemetry_is_opted_out_and_the_rest_of_the_sdk_config_kept():
+    from airflow_sm_provider.tracking.experiments import telemetry_off
+
+    assert telemetry_off(None) == {
+        "SchemaVersion": "1.0",
+        "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
+    }
+    user = {
+        "SchemaVersion": "1.0",
+        "SageMaker": {"PythonSDK": {"Modules": {"Session": {"DefaultS3Bucket": "b"}}}},
+    }
+    result = telemetry_off(user)
+    assert result["SageMaker"]["PythonSDK"]["Modules"] == {
+        "Session": {"DefaultS3Bucket": "b"},
+        "TelemetryOptOut": True,
+    }
+    assert "TelemetryOptOut" not in user["SageMaker"]["PythonSDK"]["Modules"]  # the caller's dict untouched
