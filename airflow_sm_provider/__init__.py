@@ -51,6 +51,7 @@ def get_provider_info() -> dict:
         "extra-links": [
             "airflow_sm_provider.links.TrainingJobLink",
             "airflow_sm_provider.links.ProcessingJobLink",
+            "airflow_sm_provider.links.TrackedRunLink",
             "airflow_sm_provider.links.ComparisonReportLink",
         ],
     }

@@ -201,6 +201,9 @@ class JobSummary(TypedDict, total=False):
     end_time: str | None
     model_artifacts: str | None  # training: the model.tar.gz URI
     outputs: list[str]  # processing: the output S3 URIs
+    #: A tracked training task's run (``tracking.base.RunRef.to_xcom()``: backend, experiment,
+    #: run_name, record, arn); set by the operator, not by status polls.
+    run: dict[str, str]
 
 
 def job_summary(kind: JobKind, describe: Mapping[str, Any]) -> JobSummary:

@@ -9,14 +9,21 @@ The console URL fragment of each kind comes from the job-kind table.
 
 A link is a convenience: ``persist`` runs after the job was created, so it never fails the
 task (an ARN it cannot parse is logged and leaves no link).
+
+A tracked run (SageMaker Experiments) has no console page of its own: it opens in SageMaker
+Studio, which needs the Studio domain. With ``[sagemaker_provider] studio_domain_id`` set,
+:class:`TrackedRunLink` opens that domain's Studio, where the experiment lists the run by the
+name the task's XCom shows (Studio documents no deep link to one run); without it, the link
+is the training job's console page.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_sm_provider._compat import BaseOperatorLink
+from airflow_sm_provider._compat import BaseOperatorLink, conf
 from airflow_sm_provider.job_kinds import KINDS, JobKind
 
 if TYPE_CHECKING:
@@ -34,6 +41,8 @@ CONSOLE_DOMAINS = {
     "aws-iso-b": "console.sc2s.sgov.gov",
 }
 log = logging.getLogger(__name__)
+#: CreatePresignedDomainUrl's DomainId pattern: a configured id is used in a URL only if it matches.
+STUDIO_DOMAIN_PATTERN = re.compile(r"d-(-*[a-z0-9]){1,61}")
 
 
 def console_url(kind: str, *, partition: str, region_name: str, job_name: str) -> str:
@@ -42,6 +51,13 @@ def console_url(kind: str, *, partition: str, region_name: str, job_name: str) -
     if not domain or not region_name or not job_name:
         return ""
     return f"https://{domain}/sagemaker/home?region={region_name}#/{KINDS[JobKind(kind)].console_path}/{job_name}"
+
+
+def studio_url(*, partition: str, region_name: str, domain_id: str) -> str:
+    """The Studio of a domain ("" outside the ``aws`` partition or for an id that is not one)."""
+    if partition != "aws" or not region_name or not STUDIO_DOMAIN_PATTERN.fullmatch(domain_id):
+        return ""
+    return f"https://{domain_id}.studio.{region_name}.sagemaker.aws/"
 
 
 def arn_location(arn: str) -> tuple[str, str]:
@@ -101,6 +117,30 @@ class ProcessingJobLink(SageMakerJobLink):
     name = "SageMaker Processing Job"
     key = "sagemaker_processing_job_link"
     kind = "processing"
+
+
+class TrackedRunLink(SageMakerJobLink):
+    """The training task's tracked run: in Studio when a domain is configured, else its job's page."""
+
+    name = "SageMaker Experiments Run"
+    key = "sagemaker_tracked_run_link"
+    kind = "training"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        domain_id = conf.get("sagemaker_provider", "studio_domain_id", fallback="") or ""
+        if domain_id:
+            from airflow_sm_provider._compat import XCom
+
+            data = XCom.get_value(key=self.key, ti_key=ti_key)
+            if isinstance(data, dict):
+                url = studio_url(
+                    partition=data.get("partition", ""),
+                    region_name=data.get("region_name", ""),
+                    domain_id=domain_id,
+                )
+                if url:
+                    return url
+        return super().get_link(operator, ti_key=ti_key)
 
 
 def s3_console_url(*, partition: str, region_name: str, bucket: str, key: str) -> str:

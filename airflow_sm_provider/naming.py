@@ -51,18 +51,23 @@ class JobIdentity:
         return hashlib.sha256(self.key().encode()).hexdigest()
 
 
-def _prefix(prefix: str) -> str:
-    """The user's name reduced to SageMaker's name alphabet and the prefix length."""
+def _prefix(prefix: str, max_length: int) -> str:
+    """The user's name reduced to SageMaker's name alphabet and ``max_length``."""
     cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", prefix).lstrip("-")
-    cleaned = cleaned[:MAX_PREFIX_LENGTH].rstrip("-")
+    cleaned = cleaned[:max_length].rstrip("-")
     return cleaned or "job"
 
 
-def job_name(prefix: str, identity: JobIdentity, attempt_salt: str = "") -> str:
-    """``<prefix>-<hash>``: at most 63 chars and matching SageMaker's name pattern."""
+def job_name(
+    prefix: str, identity: JobIdentity, attempt_salt: str = "", *, max_length: int = MAX_NAME_LENGTH
+) -> str:
+    """``<prefix>-<hash>``: at most ``max_length`` chars, matching SageMaker's name pattern.
+
+    ``max_length`` is shorter for names with tighter limits than a job's (the SDK's run names).
+    """
     material = identity.key() if not attempt_salt else f"{identity.key()}#{attempt_salt}"
     digest = hashlib.sha256(material.encode()).hexdigest()[:HASH_LENGTH]
-    return f"{_prefix(prefix)}-{digest}"
+    return f"{_prefix(prefix, max_length - 1 - HASH_LENGTH)}-{digest}"
 
 
 def name_stem(name: str) -> str:
@@ -88,8 +93,14 @@ def sanitize_tag_value(value: Any) -> str:
     return kept[:MAX_TAG_VALUE_LENGTH]
 
 
-def identity_tags(identity: JobIdentity, config_hash: str) -> list[dict[str, str]]:
-    """Tags that mark a job as this task's: readable identity parts, the digest, the config hash."""
+def tag_key(part: str) -> str:
+    """The key of one identity tag, e.g. ``airflow-sm:dag-id``."""
+    return f"{TAG_PREFIX}{part}"
+
+
+def identity_tags(identity: JobIdentity, config_hash: str | None = None) -> list[dict[str, str]]:
+    """Tags that mark a resource as this task's: readable identity parts, the digest, and for a
+    job the config hash (tracked runs carry the identity alone)."""
     values = {
         "namespace": identity.namespace,
         "dag-id": identity.dag_id,
@@ -97,8 +108,7 @@ def identity_tags(identity: JobIdentity, config_hash: str) -> list[dict[str, str
         "task-id": identity.task_id,
         "map-index": str(identity.map_index),
         "identity": identity.digest(),
-        "config-hash": config_hash,
     }
-    return [
-        {"Key": f"{TAG_PREFIX}{key}", "Value": sanitize_tag_value(value)} for key, value in values.items()
-    ]
+    if config_hash is not None:
+        values["config-hash"] = config_hash
+    return [{"Key": tag_key(key), "Value": sanitize_tag_value(value)} for key, value in values.items()]

@@ -17,6 +17,13 @@ is logged once and tailing is turned off.
 Parse cost: this module imports only the task SDK bases and pure modules; hooks, triggers and
 botocore are imported inside the methods that run on a worker.
 
+Run tracking (training, see ``TrainingJobOperator``): before the job is created the task's
+run is started or continued through a tracker (``tracking.base``) and the job's Create request
+gets the run's fields (``ExperimentConfig``); the run's reference goes to XCom (so the task
+finds it again after a deferral) and into the summary; when the operator sees the job end it
+logs the outcome on the run. A run that cannot be updated fails the task: a retry reuses the
+completed job and logs its end again.
+
 On Airflow older than 3.3 a trigger has no ``on_kill``: a task killed while deferred leaves its
 job running (the job still ends at its ``StoppingCondition``); use ``deferrable=False`` where
 stopping on kill matters more than the worker slot.
@@ -39,7 +46,16 @@ from airflow_sm_provider._compat import (
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
 from airflow_sm_provider.errors import ConfigValidationError, is_transient
 from airflow_sm_provider.events import read_event
-from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, failure_lines, job_summary, may_run
+from airflow_sm_provider.job_kinds import (
+    KINDS,
+    JobKind,
+    JobSummary,
+    Outcome,
+    failure_lines,
+    job_summary,
+    may_run,
+)
+from airflow_sm_provider.links import TrackedRunLink
 from airflow_sm_provider.naming import MAX_PREFIX_LENGTH, JobIdentity
 from airflow_sm_provider.status_poll import poll_delay
 from airflow_sm_provider.validation import coerce_integers, s3_inputs, validate_config
@@ -49,9 +65,12 @@ if TYPE_CHECKING:
     from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
     from airflow_sm_provider.hooks.logs import JobLogTailer, LogLine
     from airflow_sm_provider.links import SageMakerJobLink
+    from airflow_sm_provider.tracking.base import RunRef, TrackingConfig
 
 NAMESPACE_SECTION = "sagemaker_provider"
 _WAITING = (Outcome.PENDING, Outcome.RUNNING)
+#: XCom key of the task's tracked run (``RunRef.to_xcom()``), read back after a deferral.
+RUN_XCOM_KEY = "sagemaker_tracked_run"
 
 
 def default_namespace() -> str:
@@ -132,6 +151,7 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         self.check_inputs_exist = check_inputs_exist
         self.namespace = namespace
         self.job_name: str | None = None
+        self._run: RunRef | None = None
         self._job_done = False
         self._stop_requested = False
 
@@ -147,18 +167,26 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
     def execute(self, context: Context) -> JobSummary:
         try:
             config = self.prepare_config()
+            tracking = self.tracking_config()
             if self.check_inputs_exist:
                 self.check_inputs(config)
         except ConfigValidationError as error:  # a retry cannot fix the config: fail, don't retry
             raise AirflowFailException(str(error)) from error
-        started = self.hook.start_job(self.job_kind, config, self.identity(context), force_new=self.force_new)
+        identity = self.identity(context)
+        if tracking is not None:
+            config = self._start_run(context, tracking, identity, config)
+        started = self.hook.start_job(self.job_kind, config, identity, force_new=self.force_new)
         self.job_name = started.name
         self.log.info(
             "SageMaker %s job %s: %s (%s)", self.job_kind.value, started.name, started.action, started.arn
         )
         self.link_class.persist(context, self, job_name=started.name, job_arn=started.arn)
+        if self._run is not None:
+            TrackedRunLink.persist(context, self, job_name=started.name, job_arn=started.arn)
         if not self.wait_for_completion:
-            return job_summary(self.job_kind, self.hook.describe_job(self.job_kind, started.name))
+            return self._with_run(
+                job_summary(self.job_kind, self.hook.describe_job(self.job_kind, started.name))
+            )
         if started.action == "reused":  # a completed job of this task with the same config
             self._job_done = True
             summary = job_summary(self.job_kind, self.hook.describe_job(self.job_kind, started.name))
@@ -166,6 +194,45 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         if self.deferrable:
             self.defer(trigger=self._trigger(started.name), method_name="execute_complete")
         return self._wait(started.name)
+
+    def tracking_config(self) -> TrackingConfig | None:
+        """The task's run tracking, checked before any call; None when the task is not tracked."""
+        return None
+
+    def _start_run(
+        self, context: Context, tracking: TrackingConfig, identity: JobIdentity, config: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Start or continue the task's run; returns ``config`` with the fields linking the job to it."""
+        from airflow_sm_provider.tracking.base import open_tracker
+        from airflow_sm_provider.tracking.records import run_start
+
+        prefix = str(config.get(KINDS[self.job_kind].name_key) or self.job_kind.value)
+        run = open_tracker(tracking.backend, self.aws).start_run(
+            tracking, identity, prefix, run_start(config)
+        )
+        self._run = run
+        context["ti"].xcom_push(key=RUN_XCOM_KEY, value=run.to_xcom())
+        self.log.info("Tracked as run %s of experiment %s (%s)", run.run_name, run.experiment, run.arn)
+        return {**config, **run.job_fields}
+
+    def _with_run(self, summary: JobSummary) -> JobSummary:
+        """The job's XCom summary with the task's tracked run, if any."""
+        return JobSummary(summary, run=self._run.to_xcom()) if self._run is not None else summary
+
+    def _end_run(self, summary: JobSummary) -> None:
+        """Log the ended job's outcome on the task's run (its describe carries all of it)."""
+        if self._run is None or not self.job_name:
+            return
+        from airflow_sm_provider.tracking.base import log_job_ends
+
+        try:
+            log_job_ends(self.aws, [(self._run, self.hook.describe_job(self.job_kind, self.job_name))])
+        except Exception as error:
+            outcome = "; ".join(failure_lines([summary], stopped_ok=self.stopped_ok)) or "it succeeded"
+            raise AirflowException(
+                f"SageMaker job {self.job_name} ended ({outcome}), but its tracked run "
+                f"{self._run.record} could not be updated: {error}"
+            ) from error
 
     def prepare_config(self) -> dict[str, Any]:
         """The rendered config with integer fields converted, validated before any AWS call."""
@@ -226,10 +293,19 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         self._job_done = True
         if self.print_log and self.job_name:
             self._print_logs(self.job_name, lambda tailer: tailer.tail())
+        if self.tracking_config() is not None:
+            ti = context["ti"]
+            data = ti.xcom_pull(task_ids=ti.task_id, key=RUN_XCOM_KEY, map_indexes=ti.map_index)
+            if data:
+                from airflow_sm_provider.tracking.base import RunRef
+
+                self._run = RunRef.from_xcom(data)
+        summary = self._with_run(parsed.jobs[0] if parsed.jobs else JobSummary(kind=self.job_kind.value))
+        self._end_run(summary)
         if not parsed.succeeded:
             lines = failure_lines(parsed.jobs, stopped_ok=self.stopped_ok)
             raise AirflowException(parsed.message or "\n".join(lines) or "SageMaker job did not succeed")
-        return parsed.jobs[0]
+        return summary
 
     # ---------------------------------------------------------------- polling
 
@@ -275,7 +351,10 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         return self._finish(summary, state.outcome)
 
     def _finish(self, summary: JobSummary, outcome: Outcome) -> JobSummary:
-        """The XCom summary of an ended job; raise unless it succeeded (or stopped, if that is ok)."""
+        """The XCom summary of an ended job (its run updated); raise unless it succeeded (or
+        stopped, if that is ok)."""
+        summary = self._with_run(summary)
+        self._end_run(summary)
         if outcome == Outcome.SUCCEEDED or (outcome == Outcome.STOPPED and self.stopped_ok):
             if summary.get("billable_seconds") is not None:
                 self.log.info("Billable seconds: %s", summary["billable_seconds"])

@@ -5,13 +5,17 @@ With ``deferrable=False`` it pokes the same batched call (``mode="reschedule"`` 
 slot between pokes, for deployments without a triggerer). It succeeds once every job has ended
 and all succeeded; otherwise it fails listing every job that did not, with its reason.
 
+Tracked runs: when the jobs come as the training operator's summaries with a ``run`` (the
+operator returned at once, ``wait_for_completion=False``), the sensor is who sees them end, so
+it logs each ended job's outcome on its run before it succeeds or fails.
+
 Parse cost: only the task SDK bases and pure modules at module level; the hook (AwsBaseHook,
 botocore) and the trigger (aiobotocore) are imported in the methods that run on a worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,15 +24,27 @@ from airflow_sm_provider._compat import AirflowException, BaseSensorOperator
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
 from airflow_sm_provider.errors import is_transient
 from airflow_sm_provider.events import read_event
-from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, failure_lines
+from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, failure_lines, may_run
 
 if TYPE_CHECKING:
     from airflow_sm_provider._compat import Context
     from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
+    from airflow_sm_provider.tracking.base import RunRef
 
 #: A job may wait up to 28 days for capacity (MaxPendingTimeInSeconds) and then run 28 days
 #: (MaxRuntimeInSeconds); 60 days outlasts both (Airflow's sensor default is 7 days).
 DEFAULT_TIMEOUT = timedelta(days=60).total_seconds()
+
+
+def _leaves(jobs: Any) -> Iterator[Any]:
+    """Job summaries and names in ``jobs``, nested (lazy) sequences flattened."""
+    if isinstance(jobs, Mapping | str):
+        yield jobs
+    elif isinstance(jobs, Iterable):
+        for item in jobs:
+            yield from _leaves(item)
+    else:
+        raise ValueError(f"not a job name or job summary: {jobs!r}")
 
 
 def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[JobKind, str]]:
@@ -38,18 +54,11 @@ def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[Job
     names need ``job_kind``; a summary's own ``kind`` wins over it. Duplicates are dropped.
     """
     refs: list[tuple[JobKind, str]] = []
-
-    def add(item: Any) -> None:
+    for item in _leaves(jobs):
         if isinstance(item, Mapping):
             kind, name = item.get("kind") or job_kind, item.get("name")
-        elif isinstance(item, str):
-            kind, name = job_kind, item
-        elif isinstance(item, Iterable):
-            for element in item:
-                add(element)
-            return
         else:
-            raise ValueError(f"not a job name or job summary: {item!r}")
+            kind, name = job_kind, item
         if not name or not isinstance(name, str):
             raise ValueError(f"job without a name: {item!r}")
         if not kind:
@@ -57,11 +66,20 @@ def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[Job
         ref = (JobKind(kind), name)
         if ref not in refs:
             refs.append(ref)
-
-    add(jobs)
     if not refs:
         raise ValueError("JobSensor got no jobs to wait for")
     return refs
+
+
+def tracked_runs(jobs: Any) -> dict[str, RunRef]:
+    """Job name -> tracked run, for the summaries in ``jobs`` that carry a ``run``."""
+    from airflow_sm_provider.tracking.base import RunRef
+
+    return {
+        item["name"]: RunRef.from_xcom(item["run"])
+        for item in _leaves(jobs)
+        if isinstance(item, Mapping) and isinstance(item.get("run"), Mapping) and item.get("name")
+    }
 
 
 class JobSensor(AwsArgsMixin, BaseSensorOperator):
@@ -171,16 +189,34 @@ class JobSensor(AwsArgsMixin, BaseSensorOperator):
             self.log.info("Waiting on %d of %d job(s): %s", len(waiting), len(states), counts)
             return False
         self._summaries = [s.summary or JobSummary(kind=s.kind.value, name=s.name) for s in states.values()]
+        self._end_runs(self._summaries)
         self._raise_on_failures("", self._summaries)
         return True
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[JobSummary]:
         """Resume after the trigger fired: validate the event, raise unless every job succeeded."""
         parsed = read_event(event)
+        if not parsed.wait_failed:
+            self._end_runs(parsed.jobs)
         if not parsed.succeeded:
             raise AirflowException(parsed.message or "\n".join(failure_lines(parsed.jobs)) or str(event))
         self._raise_on_failures("trigger reported success, but ", parsed.jobs)
         return parsed.jobs
+
+    def _end_runs(self, summaries: Sequence[JobSummary]) -> None:
+        """Log the outcome of each ended job on its tracked run (one Describe per tracked job)."""
+        runs = tracked_runs(self.jobs)
+        ended = [
+            (runs[job["name"]], self.hook.describe_job(JobKind(job["kind"]), job["name"]))
+            for job in summaries
+            if job.get("name") in runs and job.get("status") and not may_run(job, JobKind(job["kind"]))
+        ]
+        if not ended:
+            return
+        from airflow_sm_provider.tracking.base import log_job_ends
+
+        log_job_ends(self.aws, ended)
+        self.log.info("Logged the outcome of %d job(s) on their tracked runs", len(ended))
 
     def _raise_on_failures(self, lead: str, summaries: list[JobSummary]) -> None:
         failures = failure_lines(summaries, stopped_ok=self.stopped_ok)

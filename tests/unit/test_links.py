@@ -115,3 +115,37 @@ def test_get_link_reads_xcom_through_compat(monkeypatch):
     assert TrainingJobLink().get_link(_Operator(), ti_key="ti-key") == (
         "https://console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/j"
     )
+
+
+def test_studio_url_only_for_a_domain_id_in_the_aws_partition():
+    from airflow_sm_provider.links import studio_url
+
+    assert studio_url(partition="aws", region_name="eu-west-1", domain_id="d-abc123") == (
+        "https://d-abc123.studio.eu-west-1.sagemaker.aws/"
+    )
+    assert studio_url(partition="aws-cn", region_name="cn-north-1", domain_id="d-abc123") == ""
+    for bad in ("", "abc", "d-ABC", "d-x.evil.example/#", "d-"):
+        assert studio_url(partition="aws", region_name="eu-west-1", domain_id=bad) == ""
+
+
+@pytest.mark.parametrize(
+    ("domain", "expected"),
+    [
+        ("d-abc123", "https://d-abc123.studio.eu-west-1.sagemaker.aws/"),
+        ("", "https://console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/j"),
+        ("not-a-domain", "https://console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/j"),
+    ],
+)
+def test_run_link_opens_studio_when_configured_else_the_job(monkeypatch, domain, expected):
+    from airflow_sm_provider import _compat
+    from airflow_sm_provider.links import TrackedRunLink
+
+    class XCom:
+        @staticmethod
+        def get_value(*, key, ti_key):
+            assert key == TrackedRunLink.key
+            return {"partition": "aws", "region_name": "eu-west-1", "job_name": "j"}
+
+    monkeypatch.setattr(_compat, "XCom", XCom, raising=False)
+    monkeypatch.setenv("AIRFLOW__SAGEMAKER_PROVIDER__STUDIO_DOMAIN_ID", domain)
+    assert TrackedRunLink().get_link(_Operator(), ti_key="k") == expected

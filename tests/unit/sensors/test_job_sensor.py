@@ -93,3 +93,14 @@ def test_module_imports_no_aws_sdk():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_tracked_runs_come_from_the_summaries_that_carry_one():
+    from airflow_sm_provider.sensors.jobs import tracked_runs
+    from airflow_sm_provider.tracking.base import RunRef
+
+    run = {"backend": "experiments", "experiment": "e", "run_name": "r", "record": "e-r", "arn": "arn:tc"}
+    mapped = [[{"kind": "training", "name": "a", "run": run}], {"kind": "training", "name": "b"}, "c"]
+    assert tracked_runs(mapped) == {"a": RunRef("experiments", "e", "r", "e-r", "arn:tc")}
+    with pytest.raises(ValueError, match="without record"):
+        tracked_runs([{"kind": "training", "name": "a", "run": {**run, "record": ""}}])
