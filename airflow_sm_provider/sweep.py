@@ -1,24 +1,36 @@
 """The runs of a sweep: which training jobs the plot and report tasks look at, and what of each.
 
-Both ``MetricPlotOperator`` and ``ComparisonReportOperator`` take their ``jobs`` the same way
-(:func:`job_names`): a job name, a job summary (the XCom of ``TrainingJobOperator`` or one
-entry of ``JobSensor``'s), or any list of those, e.g. the mapped training task's output,
-which Airflow hands over as a lazy sequence of summaries. Each job then becomes a
-:class:`SweepRun` from its ``DescribeTrainingJob`` response (:func:`sweep_run`): the plain
-record the charts and the report read.
+Both ``MetricPlotOperator`` and ``ComparisonReportOperator`` read their sweep with
+:func:`gather`, so they see the same runs the same way:
 
-Pure: no AWS, no Airflow.
+- ``jobs`` is a job name, a job summary (the XCom of ``TrainingJobOperator`` or one entry of
+  ``JobSensor``'s), or any list of those, e.g. the mapped training task's output, which
+  Airflow hands over as a lazy sequence of summaries (:func:`job_names`). A summary of a
+  tracked task carries its run (``run``), so its plots can be recorded on that run.
+- Without ``jobs``, the runs are those the tracker finds for this DAG run (by the identity
+  tags every tracked run carries), each naming its job once the job has ended.
+- Each job becomes a :class:`SweepRun` from its ``DescribeTrainingJob`` response
+  (:func:`sweep_run`); its per-step series merges the CloudWatch Logs, the Run's own
+  ``log_metric`` points (BatchGetMetrics) and an optional metrics JSON.
+
+No AWS or Airflow imports: :func:`gather` does its I/O through the hook and trackers it is given.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_sm_provider.job_kinds import JobKind, Outcome, classify
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_sm_provider.aws_args import AwsArgs
+    from airflow_sm_provider.tracking.base import RunRef, TrackedRun, Tracker
 
 _JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 #: Hyperparameters the SageMaker SDK and toolkits set for themselves (entry point, code, region…).
@@ -193,3 +205,99 @@ def sweep_run(describe: Mapping[str, Any]) -> SweepRun:
             if isinstance(s, Mapping) and s.get("RuleConfigurationName")
         },
     )
+
+
+class SweepReader(Protocol):
+    """What :func:`gather` needs of the metrics hook (``hooks.metrics.SageMakerMetricsHook``)."""
+
+    def describe_runs(self, names: Sequence[str]) -> list[SweepRun]: ...
+
+    def collect(
+        self, runs: Sequence[SweepRun], *, step_regex: str | None, metrics_json: str | None
+    ) -> pd.DataFrame: ...
+
+    def run_series(
+        self, sources: Mapping[str, tuple[str, str]], metric_names: Iterable[str]
+    ) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class DagRunRuns:
+    """Where the tracker looks for a DAG run's runs when no ``jobs`` are given."""
+
+    namespace: str
+    dag_id: str
+    run_id: str
+    experiment: str | None = None
+
+
+@dataclass
+class Sweep:
+    """A sweep as read: its runs, their merged per-step series, and the tracked run of each job."""
+
+    runs: list[SweepRun]
+    series: pd.DataFrame
+    tracked: dict[str, RunRef] = field(default_factory=dict)
+
+
+def gather(
+    reader: SweepReader,
+    jobs: Any,
+    *,
+    tracker: Callable[[str], Tracker],
+    step_regex: str | None,
+    metrics_json: str | None = None,
+    lookup: DagRunRuns | None = None,
+) -> Sweep:
+    """Read the sweep of ``jobs`` (or, when ``jobs`` is None, of ``lookup``'s DAG run).
+
+    ``tracker(backend)`` opens a run tracker; it is called only when some job is tracked.
+    """
+    from airflow_sm_provider.metrics.series import merge
+
+    if jobs is None:
+        if lookup is None:
+            raise ValueError("jobs: required (job names or the training task's XCom)")
+        from airflow_sm_provider.tracking.base import DEFAULT_BACKEND
+
+        found = tracker(DEFAULT_BACKEND).find_runs(
+            lookup.namespace, lookup.dag_id, lookup.run_id, experiment=lookup.experiment
+        )
+        tracked_runs = {
+            str(run.parameters["job.name"]): run for run in found if run.parameters.get("job.name")
+        }
+        if not tracked_runs:
+            raise ValueError(f"jobs: none given, and no ended tracked run found for DAG run {lookup.run_id}")
+        names = list(tracked_runs)
+    else:
+        from airflow_sm_provider.sensors.jobs import tracked_runs as refs_in
+
+        names = job_names(jobs)
+        refs = refs_in(jobs)
+        tracked_runs = {}
+        for backend in sorted({ref.backend for ref in refs.values()}):
+            mine = [job for job, ref in refs.items() if ref.backend == backend]
+            runs = tracker(backend).get_runs([refs[job] for job in mine])
+            tracked_runs.update(zip(mine, runs, strict=True))
+    runs = reader.describe_runs(names)
+    frames = [reader.collect(runs, step_regex=step_regex, metrics_json=metrics_json)]
+    frames += _run_frames(reader, tracked_runs)
+    return Sweep(runs, merge(frames), {job: run.ref for job, run in tracked_runs.items()})
+
+
+def _run_frames(reader: SweepReader, tracked: Mapping[str, TrackedRun]) -> list[pd.DataFrame]:
+    """The runs' ``log_metric`` points: one BatchGetMetrics batch per set of metric names."""
+    by_metrics: dict[tuple[str, ...], dict[str, tuple[str, str]]] = {}
+    for job, run in tracked.items():
+        if run.metrics and run.ref.arn:
+            by_metrics.setdefault(run.metrics, {})[run.ref.arn] = (job, job)
+    return [reader.run_series(sources, metrics) for metrics, sources in by_metrics.items()]
+
+
+def tracker_opener(aws: AwsArgs) -> Callable[[str], Tracker]:
+    """Opens each backend's tracker once, on the operator's AWS connection."""
+    from functools import cache
+
+    from airflow_sm_provider.tracking.base import open_tracker
+
+    return cache(lambda backend: open_tracker(backend, aws))

@@ -27,7 +27,7 @@ Parse cost: pandas, matplotlib and boto3 are imported inside the methods that ru
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_sm_provider._compat import BaseOperator
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
-from airflow_sm_provider.sweep import SweepRun, job_names
+from airflow_sm_provider.sweep import DagRunRuns, Sweep, SweepRun, gather, tracker_opener
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from airflow_sm_provider.hooks.metrics import SageMakerMetricsHook
 
 PNG = "image/png"
+#: Plots recorded on one tracked run at most: a run holds 30 output artifacts (its model too).
+PLOT_ARTIFACTS_PER_RUN = 20
 #: ``metrics.matching.DEFAULT_STEP_REGEX`` (a test checks they agree); importing that module
 #: would load the ``regex`` package at DAG parse time.
 DEFAULT_STEP_REGEX = r"epoch[=: ]+(\d+)"
@@ -132,7 +134,9 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
     """Draw each metric of a sweep's training jobs per epoch and publish the PNGs to S3.
 
     :param jobs: the training jobs (templated): names, job summaries (the XCom of
-        ``TrainingJobOperator``, e.g. a mapped task's ``.output``), or a list of them.
+        ``TrainingJobOperator``, e.g. a mapped task's ``.output``), or a list of them. None:
+        the runs the tracker finds for this DAG run (tracked tasks, jobs ended).
+    :param experiment: with ``jobs=None``, look in this experiment only.
     :param bucket: S3 bucket of the charts (templated).
     :param prefix: key prefix (templated); keys as in the module docstring.
     :param metrics: the metrics to chart; default every metric the jobs define or log.
@@ -159,8 +163,9 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
     def __init__(
         self,
         *,
-        jobs: Any,
         bucket: str,
+        jobs: Any = None,
+        experiment: str | None = None,
         prefix: str = "",
         metrics: Sequence[str] | None = None,
         log_scale_metrics: Iterable[str] = (),
@@ -181,6 +186,7 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
         for metric, direction in (directions or {}).items():
             metric_direction(metric, {metric: direction})
         self.jobs = jobs
+        self.experiment = experiment
         self.bucket = bucket
         self.prefix = prefix
         self.metrics = metrics
@@ -215,16 +221,60 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
     def publish(self, context: Context) -> PlotUris:
         """Draw every chart of the sweep as it is now and upload it; the URIs by chart."""
         ti = context["ti"]
-        runs = self.hook.describe_runs(job_names(self.jobs))
-        frame = self.hook.collect(runs, step_regex=self.step_regex, metrics_json=self.metrics_json)
+        trackers = tracker_opener(self.aws)
+        sweep = read_sweep(self, context, trackers)
         charts = SweepCharts(
-            frame=frame,
-            runs=runs,
-            metrics=sweep_metrics(frame, runs, self.metrics),
+            frame=sweep.series,
+            runs=sweep.runs,
+            metrics=sweep_metrics(sweep.series, sweep.runs, self.metrics),
             log_scale_metrics=self.log_scale_metrics,
             directions=self.directions,
         )
-        return upload_charts(self.hook, charts, self.bucket, self.prefix, ti.dag_id, ti.run_id)
+        uris = upload_charts(self.hook, charts, self.bucket, self.prefix, ti.dag_id, ti.run_id)
+        record_on_runs(sweep, uris, trackers, self.log)
+        return uris
+
+
+def read_sweep(op: Any, context: Context, trackers: Callable[[str], Any]) -> Sweep:
+    """The sweep of a plot or report operator (``jobs``, ``experiment``, ``step_regex``, ``metrics_json``)."""
+    from airflow_sm_provider.operators.base import default_namespace
+
+    ti = context["ti"]
+    lookup = DagRunRuns(default_namespace(), ti.dag_id, ti.run_id, op.experiment)
+    return gather(
+        op.hook,
+        op.jobs,
+        tracker=trackers,
+        step_regex=op.step_regex,
+        metrics_json=op.metrics_json,
+        lookup=lookup,
+    )
+
+
+def plot_artifact_name(metric: str) -> str:
+    """The stable name a job's chart of ``metric`` has on its run (republishing replaces it)."""
+    return f"curve:{metric}"[:128]
+
+
+def record_on_runs(sweep: Sweep, uris: PlotUris, trackers: Callable[[str], Any], log: Any) -> None:
+    """Log each tracked job's chart URIs on its run (``log_artifact``, no second upload).
+
+    Recording is a convenience: a tracker that refuses is logged, and the task goes on.
+    """
+    for job, ref in sweep.tracked.items():
+        charts = list(uris["jobs"].get(job, {}).items())
+        if len(charts) > PLOT_ARTIFACTS_PER_RUN:
+            log.warning(
+                "Run %s: recording %d of its %d charts (a run holds 30 artifacts)",
+                ref.run_name,
+                PLOT_ARTIFACTS_PER_RUN,
+                len(charts),
+            )
+        artifacts = {plot_artifact_name(m): uri for m, uri in charts[:PLOT_ARTIFACTS_PER_RUN]}
+        try:
+            trackers(ref.backend).log_artifacts(ref, artifacts)
+        except Exception as error:  # whatever the backend raises: the charts are published already
+            log.warning("Charts of job %s not recorded on run %s: %s", job, ref.run_name, error)
 
 
 def upload_charts(

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from airflow_sm_provider._compat import AirflowFailException, BaseOperator
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
 from airflow_sm_provider.links import ComparisonReportLink, console_url
-from airflow_sm_provider.operators.plots import DEFAULT_STEP_REGEX, SweepCharts, sweep_metrics
-from airflow_sm_provider.sweep import SweepRun, job_names
+from airflow_sm_provider.operators.plots import DEFAULT_STEP_REGEX, SweepCharts, read_sweep, sweep_metrics
+from airflow_sm_provider.sweep import SweepRun, job_names, tracker_opener
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,7 +105,9 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
     """Write the comparison of a sweep's runs (leaderboard, curves, parameter effects, health) to S3.
 
     :param jobs: the training jobs (templated): names, job summaries (a mapped training
-        task's ``.output``), or a list of them.
+        task's ``.output``), or a list of them. None: the runs the tracker finds for this DAG
+        run (tracked tasks, jobs ended).
+    :param experiment: with ``jobs=None``, look in this experiment only.
     :param objective_metric: the metric the sweep optimises (templated), e.g. ``validation:loss``.
     :param objective_direction: ``"Minimize"`` or ``"Maximize"`` (templated).
     :param rank_by: ``"final"`` (the last value, or the job's FinalMetricDataList entry: what
@@ -125,7 +127,14 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = aws_template_fields(
-        "jobs", "objective_metric", "objective_direction", "rank_by", "bucket", "prefix", "metrics_json"
+        "jobs",
+        "experiment",
+        "objective_metric",
+        "objective_direction",
+        "rank_by",
+        "bucket",
+        "prefix",
+        "metrics_json",
     )
     operator_extra_links = (ComparisonReportLink(),)
     ui_color = "#fdf1dc"
@@ -133,9 +142,10 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
     def __init__(
         self,
         *,
-        jobs: Any,
         objective_metric: str,
         bucket: str,
+        jobs: Any = None,
+        experiment: str | None = None,
         prefix: str = "",
         objective_direction: str = "Minimize",
         rank_by: str = "final",
@@ -152,6 +162,7 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
     ) -> None:
         super().__init__(trigger_rule=trigger_rule, **kwargs)
         self.jobs = jobs
+        self.experiment = experiment
         self.objective_metric = objective_metric
         self.objective_direction = objective_direction
         self.rank_by = rank_by
@@ -188,12 +199,13 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
 
         try:
             self.check_arguments()
-            names = job_names(self.jobs)
+            if self.jobs is not None:
+                job_names(self.jobs)
         except ValueError as error:  # a retry cannot fix the arguments
             raise AirflowFailException(str(error)) from error
         ti = context["ti"]
-        runs = self.hook.describe_runs(names)
-        frame = self.hook.collect(runs, step_regex=self.step_regex, metrics_json=self.metrics_json)
+        sweep = read_sweep(self, context, tracker_opener(self.aws))
+        runs, frame = sweep.runs, sweep.series
         partition, region_name = self.hook.location()
         report = build_report(
             [RunRecord.from_dict(run.record(run_links(run, partition, region_name))) for run in runs],

@@ -73,3 +73,95 @@ def test_a_job_seen_before_it_has_a_status_counts_as_running():
     assert run.running and not run.failed and run.record()["status"] == "Unknown"
     with pytest.raises(ValueError, match="TrainingJobName"):
         sweep_run({})
+
+
+# ---------------------------------------------------------------- gather
+
+
+RUN_XCOM = {"backend": "experiments", "experiment": "sweep", "run_name": "a-run", "record": "sweep-a-run"}
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:experiment-trial-component/sweep-a-run"
+
+
+class Reader:
+    """The hook's side of gather(): describes and series from memory, calls recorded."""
+
+    def __init__(self) -> None:
+        self.run_series_calls: list[tuple[dict, list[str]]] = []
+
+    def describe_runs(self, names):
+        return [sweep_run({"TrainingJobName": name, "TrainingJobStatus": "Completed"}) for name in names]
+
+    def collect(self, runs, *, step_regex, metrics_json):
+        return series_frame([(run.run, "loss", 0, 1.0, "logs") for run in runs])
+
+    def run_series(self, sources, metric_names):
+        self.run_series_calls.append((dict(sources), list(metric_names)))
+        return series_frame([(run, m, 0, 9.0, "run") for run, _ in sources.values() for m in metric_names])
+
+
+def series_frame(rows):
+    import pandas as pd
+
+    from airflow_sm_provider.metrics.series import merge
+
+    frame = pd.DataFrame(rows, columns=["run", "metric", "step", "value", "source"])
+    frame["job"], frame["finite"] = frame["run"], True
+    frame["timestamp"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    return merge([frame])
+
+
+class Tracker:
+    def __init__(self, runs) -> None:
+        self.runs = runs
+        self.found_with = None
+
+    def get_runs(self, refs):
+        return [self.runs[ref.record] for ref in refs]
+
+    def find_runs(self, namespace, dag_id, run_id, *, experiment=None):
+        self.found_with = (namespace, dag_id, run_id, experiment)
+        return list(self.runs.values())
+
+
+def tracked(job: str | None, metrics=("loss", "lr")):
+    from airflow_sm_provider.tracking.base import RunRef, TrackedRun
+
+    params = {"job.name": job} if job else {}
+    return TrackedRun(
+        RunRef.from_xcom({**RUN_XCOM, "arn": ARN}), "Completed", "", params, {}, {}, {}, metrics
+    )
+
+
+def test_gather_merges_the_runs_points_under_the_logs():
+    from airflow_sm_provider.sweep import gather
+
+    reader, tracker = Reader(), Tracker({"sweep-a-run": tracked("a-1")})
+    jobs = [{"kind": "training", "name": "a-1", "run": {**RUN_XCOM, "arn": ARN}}, {"name": "b-2"}]
+    sweep = gather(reader, jobs, tracker=lambda backend: tracker, step_regex=None)
+    assert [run.job for run in sweep.runs] == ["a-1", "b-2"]
+    assert sweep.tracked["a-1"].record == "sweep-a-run" and "b-2" not in sweep.tracked
+    assert reader.run_series_calls == [({ARN: ("a-1", "a-1")}, ["loss", "lr"])]
+    points = {(r.run, r.metric): (r.value, r.source) for r in sweep.series.itertuples()}
+    assert points == {
+        ("a-1", "loss"): (1.0, "logs"),
+        ("a-1", "lr"): (9.0, "run"),
+        ("b-2", "loss"): (1.0, "logs"),
+    }
+
+
+def test_gather_without_jobs_takes_the_dag_runs_ended_tracked_runs():
+    from airflow_sm_provider.sweep import DagRunRuns, gather
+
+    tracker = Tracker({"sweep-a-run": tracked("a-1"), "running": tracked(None)})
+    lookup = DagRunRuns("default", "dag", "manual__1", "sweep")
+    sweep = gather(Reader(), None, tracker=lambda backend: tracker, step_regex=None, lookup=lookup)
+    assert [run.job for run in sweep.runs] == ["a-1"] and tracker.found_with == (
+        "default",
+        "dag",
+        "manual__1",
+        "sweep",
+    )
+    with pytest.raises(ValueError, match="no ended tracked run found for DAG run manual__1"):
+        gather(Reader(), None, tracker=lambda backend: Tracker({}), step_regex=None, lookup=lookup)
+    with pytest.raises(ValueError, match="jobs: required"):
+        gather(Reader(), None, tracker=lambda backend: tracker, step_regex=None)

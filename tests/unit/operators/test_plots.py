@@ -33,7 +33,9 @@ def frame(points: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
         for (run, metric), values in points.items()
         for step, value in enumerate(values)
     ]
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    points = pd.DataFrame(rows, columns=list(COLUMNS))
+    points["timestamp"] = points["timestamp"].astype("datetime64[ns]").dt.tz_localize("UTC")
+    return points
 
 
 RUNS = [
@@ -182,3 +184,33 @@ def test_templated_fields_include_jobs_bucket_prefix_and_aws_args():
     assert {"jobs", "bucket", "prefix", "metrics_json", "aws_conn_id", "region_name"} <= set(
         MetricPlotOperator.template_fields
     )
+
+
+def test_each_tracked_jobs_charts_are_recorded_on_its_run_under_stable_names():
+    from airflow_sm_provider.sweep import Sweep
+    from airflow_sm_provider.tracking.base import RunRef
+
+    ref = RunRef("experiments", "sweep", "good-run", "sweep-good-run")
+    logged: list[tuple[RunRef, dict[str, str]]] = []
+    tracker = SimpleNamespace(log_artifacts=lambda r, artifacts: logged.append((r, artifacts)))
+    many = {f"m{i:02d}": f"s3://b-1/good/metrics/m{i:02d}.png" for i in range(25)}
+    uris = plots.PlotUris(overlays={}, jobs={"good": many, "slow": {}}, running=[])
+    sweep = Sweep(runs=RUNS, series=FRAME, tracked={"good": ref})
+    plots.record_on_runs(sweep, uris, lambda backend: tracker, _Log())
+    assert len(logged) == 1 and logged[0][0] == ref
+    assert list(logged[0][1])[:2] == ["curve:m00", "curve:m01"] and len(logged[0][1]) == 20
+
+    def refuse(r, artifacts):
+        raise ValueError("run sweep-good-run: 31 output artifacts, above the SDK's 30")
+
+    log = _Log()
+    plots.record_on_runs(sweep, uris, lambda backend: SimpleNamespace(log_artifacts=refuse), log)
+    assert any("not recorded on run good-run" in line for line in log.lines)  # and no exception
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.lines.append(message % args)
