@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from airflow_sm_provider._compat import BaseOperator
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
@@ -235,8 +235,18 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
         return uris
 
 
-def read_sweep(op: Any, context: Context, trackers: Callable[[str], Any]) -> Sweep:
-    """The sweep of a plot or report operator (``jobs``, ``experiment``, ``step_regex``, ``metrics_json``)."""
+class SweepArguments(Protocol):
+    """The arguments the plot and report operators share for reading their sweep."""
+
+    hook: SageMakerMetricsHook
+    jobs: Any
+    experiment: str | None
+    step_regex: str | None
+    metrics_json: str | None
+
+
+def read_sweep(op: SweepArguments, context: Context, trackers: Callable[[str], Any]) -> Sweep:
+    """The sweep of a plot or report operator, from its rendered arguments."""
     from airflow_sm_provider.operators.base import default_namespace
 
     ti = context["ti"]
