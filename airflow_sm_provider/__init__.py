@@ -23,13 +23,17 @@ def get_provider_info() -> dict:
         "hooks": [
             {
                 "integration-name": "Amazon SageMaker (airflow-sm-provider)",
-                "python-modules": ["airflow_sm_provider.hooks.jobs"],
+                "python-modules": ["airflow_sm_provider.hooks.jobs", "airflow_sm_provider.hooks.metrics"],
             }
         ],
         "operators": [
             {
                 "integration-name": "Amazon SageMaker (airflow-sm-provider)",
-                "python-modules": ["airflow_sm_provider.operators.jobs"],
+                "python-modules": [
+                    "airflow_sm_provider.operators.jobs",
+                    "airflow_sm_provider.operators.plots",
+                    "airflow_sm_provider.operators.report",
+                ],
             }
         ],
         "sensors": [
@@ -48,5 +52,6 @@ def get_provider_info() -> dict:
             "airflow_sm_provider.links.TrainingJobLink",
             "airflow_sm_provider.links.ProcessingJobLink",
             "airflow_sm_provider.links.TrackedRunLink",
+            "airflow_sm_provider.links.ComparisonReportLink",
         ],
     }

@@ -141,3 +141,58 @@ class TrackedRunLink(SageMakerJobLink):
                 if url:
                     return url
         return super().get_link(operator, ti_key=ti_key)
+
+
+def s3_console_url(*, partition: str, region_name: str, bucket: str, key: str) -> str:
+    """The S3 console page of one object; "" for a partition without a known console."""
+    from urllib.parse import quote
+
+    domain = CONSOLE_DOMAINS.get(partition)
+    if not domain or not bucket or not key:
+        return ""
+    return (
+        f"https://{domain}/s3/object/{quote(bucket)}?region={quote(region_name)}&prefix={quote(key, safe='')}"
+    )
+
+
+class ComparisonReportLink(BaseOperatorLink):
+    """The comparison report a ``ComparisonReportOperator`` wrote: its ``report.html`` in the S3 console."""
+
+    name = "Comparison report"
+    key = "sagemaker_comparison_report_link"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        from airflow_sm_provider._compat import XCom
+
+        data = XCom.get_value(key=self.key, ti_key=ti_key)
+        if not isinstance(data, dict):
+            return ""
+        return s3_console_url(
+            partition=data.get("partition", ""),
+            region_name=data.get("region_name", ""),
+            bucket=data.get("bucket", ""),
+            key=data.get("report_key", ""),
+        )
+
+    @classmethod
+    def persist(
+        cls,
+        context: Context,
+        operator: BaseOperator,
+        *,
+        partition: str,
+        region_name: str,
+        bucket: str,
+        key: str,
+    ) -> None:
+        """Store where the report is (bucket, key, region, partition) for ``get_link``."""
+        if operator.do_xcom_push:
+            context["ti"].xcom_push(
+                key=cls.key,
+                value={
+                    "partition": partition,
+                    "region_name": region_name,
+                    "bucket": bucket,
+                    "report_key": key,
+                },
+            )

@@ -1,6 +1,6 @@
 """Metric parsing: log lines per second with 4 ordinary MetricDefinitions, and the bounded worst case.
 
-    python benchmarks/metric_parsing.py [--quick]
+    python -m benchmarks --only metric_parsing [--quick]
 
 Lines look like a training script's output: per epoch a train line, a validation line and two
 lines of noise, the step taken from ``epoch=N``. Measured on the same lines in the same run:
@@ -22,14 +22,15 @@ Target (issue "Learning curves at full per-epoch resolution"): >= 500,000 lines/
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import re
 import time
 from typing import Any
 
 from airflow_sm_provider.metrics.matching import CHUNK_LINES, DEFAULT_TIMEOUT_SECONDS, match_lines
+from benchmarks.harness import Settings, benchmark
+
+TARGET_LINES_PER_SECOND = 500_000
 
 DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"train_loss=([-+0-9.eEnaif]+)"},
@@ -77,9 +78,10 @@ def _plain_re(lines: list[str]) -> None:
                 pass
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Measures and prints; returns the figures as a JSON-able dict."""
-    count = 100_000 if quick else 1_000_000
+@benchmark("metric_parsing", "parse 1M log lines with 4 MetricDefinitions; the bounded catastrophic case")
+def metric_parsing(settings: Settings) -> dict[str, Any]:
+    """The figures as a JSON-able dict (100,000 lines with ``--quick``)."""
+    count = 100_000 if settings.quick else 1_000_000
     lines = _lines(count)
     ordinary, seconds, cpu_seconds = _timed(lambda: match_lines(lines, DEFINITIONS))
     _, re_seconds, re_cpu_seconds = _timed(lambda: _plain_re(lines))
@@ -93,6 +95,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "lines_per_second": round(count / seconds),
         "lines_per_cpu_second": round(count / cpu_seconds),
+        # Judged per CPU second: the machine is shared, and others' load only slows wall time.
+        "target_lines_per_cpu_second": TARGET_LINES_PER_SECOND,
+        "within_target": count / cpu_seconds >= TARGET_LINES_PER_SECOND,
         "plain_re_lines_per_second": round(count / re_seconds),
         "plain_re_lines_per_cpu_second": round(count / re_cpu_seconds),
         "worst_case": {
@@ -108,11 +113,4 @@ def run(quick: bool = False) -> dict[str, Any]:
             "ordinary_points_kept": len(worst.matches) == len(expected.matches),
         },
     }
-    print(json.dumps(results, indent=2))
     return results
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 lines instead of 1,000,000")
-    run(quick=parser.parse_args().quick)
