@@ -1,50 +1,76 @@
 """
-### SageMaker training pipeline (template)
+### SageMaker training sweep (template)
 
-Preprocess data with a **Processing job**, train one **Training job per candidate
-learning rate**, and wait for all candidates with **one deferred sensor**:
+Preprocess a dataset with a **Processing job**, train **one Training job per candidate** of a
+hyperparameter grid (each tracked as a **SageMaker Experiments Run**), wait for all of them with
+**one deferred sensor**, publish **per-epoch learning curves** to S3 while they train, and write
+a **comparison report** (leaderboard, curves, parameter effects, health flags) to S3:
 
 ```
 stage_code -> plan_processing -> preprocess -> wait_preprocess
-           -> plan_training -> train (mapped, one per learning rate) -> wait_training
+  -> plan_training -> train (mapped: one job per candidate, tracked)
+  -> wait_training (one deferred, batched wait)  +  learning_curves (republished while jobs run)
+  -> report (runs even when jobs failed) -> outcome (fails the run if a job failed)
 ```
 
-Trigger it from the UI with parameters (bucket, role, image, candidates, epochs, runtime
-limits) or let it run on its schedule (weekly: set the parameters' defaults for your account
-before unpausing). Against the local engine (`airflow-sm local up`, then point the
-`aws_default` connection or `AWS_ENDPOINT_URL` at it) every job really runs on this machine;
-against AWS the same DAG runs real SageMaker jobs.
+**Trigger it from the UI** ("Trigger DAG" with the form): every parameter below has a form
+field. The grid is JSON: `{"learning-rate": [0.03, 0.3], "hidden-units": [32, 64]}` gives four
+candidates (the product of the lists). **On a schedule** (weekly) it runs with the defaults:
+set them for your account (bucket, role, images) before unpausing.
 
-Job names are the names in the configs plus a hash of the task's identity, so a retried
-task re-attaches to its job instead of launching a second one. `stage_code` -> `plan_*`
-build the job configs in the SageMaker API's own shape; the job scripts live in
-`sagemaker_scripts/` next to this file.
+**Where the results are**: the report at
+`s3://{bucket}/{prefix}/reports/sagemaker_training_pipeline/{run_id}/report.html` (the report
+task's extra link opens it), the charts at `s3://{bucket}/{prefix}/{job}/metrics/{metric}.png`
+and `s3://{bucket}/{prefix}/plots/...`, the models at `s3://{bucket}/{prefix}/runs/{run_id}/models/`,
+and the runs in the experiment (SageMaker Studio) named by `experiment`.
+
+**A failed job** is reported with its reason; the final `outcome` task then fails the DAG run,
+unless `allow_partial_failure` is on. Job names are the readable names below plus a hash of the
+task's identity, so a retried task re-attaches to its job instead of starting a second one.
+
+**Against the local engine** (`airflow-sm local up`, then point the `aws_default` connection's
+`endpoint_url` at it) every job really runs on your machine. Two environment variables of the
+DAG files shorten the waits for such quick jobs: `SAGEMAKER_PIPELINE_POLL_SECONDS` (first
+status poll, default 60) and `SAGEMAKER_PIPELINE_REPLOT_SECONDS` (live chart refresh, default 300).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
+from airflow_sm_provider.operators.plots import MetricPlotOperator
+from airflow_sm_provider.operators.report import ComparisonReportOperator
 from airflow_sm_provider.sensors.jobs import JobSensor
 
+DAG_ID = "sagemaker_training_pipeline"
 SCRIPTS_DIR = Path(__file__).parent / "sagemaker_scripts"
-AWS_CONN_ID = "aws_default"
+# A number as the job scripts print it: 0.123, 1e-05, nan, inf, -inf.
+_NUMBER = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
 METRIC_DEFINITIONS = [
-    {"Name": "train:loss", "Regex": r"train_loss=([0-9.eE+-]+)"},
-    {"Name": "validation:loss", "Regex": r"val_loss=([0-9.eE+-]+)"},
-    {"Name": "validation:accuracy", "Regex": r"val_accuracy=([0-9.eE+-]+)"},
+    {"Name": "train:loss", "Regex": rf"train_loss={_NUMBER}"},
+    {"Name": "validation:loss", "Regex": rf"val_loss={_NUMBER}"},
+    {"Name": "validation:accuracy", "Regex": rf"val_accuracy={_NUMBER}"},
 ]
-
 CHANNELS = ("train", "validation")
+MAX_CANDIDATES = 50
 # First delay between status polls of the sensors (they back off from there). A minute suits
 # jobs of minutes to days; the local demo sets a few seconds.
 POLL_SECONDS = float(os.environ.get("SAGEMAKER_PIPELINE_POLL_SECONDS", "60"))
+# How often the learning curves are redrawn while jobs train.
+REPLOT_EVERY = timedelta(seconds=float(os.environ.get("SAGEMAKER_PIPELINE_REPLOT_SECONDS", "300")))
+# The jobs' tasks and waits retry: a retried operator re-attaches to its job (job names derive
+# from the task's identity, so no second job starts), and a wait failed by Airflow's defer race
+# (see the README) recovers on its next try.
+RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}
+AWS = {"aws_conn_id": "{{ params.aws_conn_id }}"}
+S3_PLACE = {"bucket": "{{ params.bucket }}", "prefix": "{{ params.prefix }}"}
 
 
 def run_uri(params: dict, run_id: str | None, suffix: str) -> str:
@@ -53,67 +79,127 @@ def run_uri(params: dict, run_id: str | None, suffix: str) -> str:
     return f"s3://{params['bucket']}/{params['prefix']}/runs/{run_key}/{suffix}"
 
 
+def candidates(grid: dict[str, list]) -> list[dict[str, str]]:
+    """Every combination of the grid's values, in a stable order; hyperparameters are strings."""
+    if not grid:
+        raise ValueError("grid: needs at least one hyperparameter with a list of values")
+    names = sorted(grid)
+    for name in names:
+        if not isinstance(grid[name], list) or not grid[name]:
+            raise ValueError(f"grid[{name!r}]: must be a non-empty list of values")
+    combos = [
+        dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))
+    ]
+    if len(combos) > MAX_CANDIDATES:
+        raise ValueError(f"grid: {len(combos)} candidates; at most {MAX_CANDIDATES} per run")
+    return [{name: str(value) for name, value in combo.items()} for combo in combos]
+
+
 def resources(params: dict) -> dict:
-    return {"InstanceCount": 1, "InstanceType": params["instance_type"], "VolumeSizeInGB": 10}
+    return {
+        "InstanceCount": params["instance_count"],
+        "InstanceType": params["instance_type"],
+        "VolumeSizeInGB": 10,
+    }
+
+
+def stopping_condition(params: dict) -> dict:
+    condition = {"MaxRuntimeInSeconds": params["max_runtime_seconds"]}
+    if params["use_spot"]:
+        condition["MaxWaitTimeInSeconds"] = max(params["max_wait_seconds"], params["max_runtime_seconds"])
+    return condition
 
 
 with DAG(
-    dag_id="sagemaker_training_pipeline",
-    description="Processing job -> candidate Training jobs -> one deferred sensor",
+    dag_id=DAG_ID,
+    description="Processing -> tracked training sweep -> one deferred wait -> live curves -> report",
     doc_md=__doc__,
     schedule="@weekly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    tags=["sagemaker", "template"],
+    tags=["sagemaker", "template", "experiments"],
     params={
+        "experiment": Param(
+            "digits-sweep",
+            type="string",
+            pattern=r"^[a-z0-9](-*[a-z0-9]){0,58}$",
+            title="Experiment",
+            description="SageMaker Experiments experiment of the runs (lower case, up to 59 characters).",
+        ),
         "bucket": Param(
             "airflow-sm-demo",
             type="string",
             pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
-            description="S3 bucket for code, data and model artifacts (must exist).",
+            title="S3 bucket",
+            description="For code, data, models, charts and the report (must exist).",
         ),
         "prefix": Param(
             "digits-demo",
             type="string",
             pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$",
-            description="Key prefix under the bucket for this pipeline.",
+            title="S3 prefix",
+            description="Key prefix under the bucket for everything this pipeline writes.",
         ),
         "role_arn": Param(
             "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
             type="string",
             pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$",
-            description="IAM role the jobs run as.",
+            title="SageMaker execution role",
+            description="IAM role the jobs run as (the Airflow role needs iam:PassRole on it).",
         ),
-        "image_uri": Param(
+        "processing_image": Param(
             "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
             type="string",
-            description="Container image for both jobs (the local engine runs any image with its Python).",
+            title="Processing image",
+            description="Image of the processing job (Python 3.9 in this default).",
+        ),
+        "training_image": Param(
+            "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+            type="string",
+            title="Training image",
+            description="Image of the training jobs; the region's account id differs outside us-east-1.",
         ),
         "instance_type": Param("ml.m5.large", type="string", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$"),
-        "learning_rates": Param(
-            [0.1, 0.5],
-            type="array",
-            items={"type": "number", "exclusiveMinimum": 0},
-            minItems=1,
-            maxItems=20,
-            description="One training job per learning rate.",
+        "instance_count": Param(1, type="integer", minimum=1, maximum=20),
+        "grid": Param(
+            {"learning-rate": [0.03, 0.3], "hidden-units": [32]},
+            type="object",
+            additionalProperties={"type": "array", "minItems": 1, "items": {"type": ["number", "string"]}},
+            minProperties=1,
+            title="Hyperparameter grid",
+            description="One training job per combination: {name: [values]}, at most 50 combinations.",
         ),
-        "epochs": Param(12, type="integer", minimum=1, maximum=1000),
-        "processing_max_runtime_seconds": Param(
-            3600,
+        "epochs": Param(30, type="integer", minimum=1, maximum=1000, description="Epochs per candidate."),
+        "objective_metric": Param(
+            "validation:loss",
+            type="string",
+            enum=[d["Name"] for d in METRIC_DEFINITIONS],
+            title="Objective metric",
+            description="The metric the report ranks the runs by (its final value).",
+        ),
+        "objective_direction": Param("Minimize", type="string", enum=["Minimize", "Maximize"]),
+        "use_spot": Param(False, type="boolean", title="Managed spot training"),
+        "max_wait_seconds": Param(
+            7200,
             type="integer",
             minimum=60,
-            maximum=777_600,
-            description="StoppingCondition of the processing job (SageMaker allows up to 9 days).",
+            maximum=2_419_200,
+            description="With spot: how long a job may wait for capacity and run (≥ max runtime).",
         ),
-        "training_max_runtime_seconds": Param(
+        "max_runtime_seconds": Param(
             3600,
             type="integer",
             minimum=60,
             maximum=2_419_200,
-            description="StoppingCondition of each training job (SageMaker allows up to 28 days).",
+            description="StoppingCondition of every job (SageMaker allows up to 28 days of training).",
         ),
+        "allow_partial_failure": Param(
+            False,
+            type="boolean",
+            description="When on, the DAG run succeeds if at least one candidate completed.",
+        ),
+        "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
     },
 ) as dag:
 
@@ -122,7 +208,7 @@ with DAG(
         """Upload the job scripts from the DAGs folder to S3, keyed by their content hash."""
         from airflow_sm_provider.hooks.code import CodeStager
 
-        stager = CodeStager(params["bucket"], f"{params['prefix']}/code", aws_conn_id=AWS_CONN_ID)
+        stager = CodeStager(params["bucket"], f"{params['prefix']}/code", aws_conn_id=params["aws_conn_id"])
         return {
             "preprocess": stager.script(SCRIPTS_DIR / "preprocess.py"),
             "train": stager.source_dir(SCRIPTS_DIR),
@@ -135,7 +221,7 @@ with DAG(
             "ProcessingJobName": "digits-preprocess",
             "RoleArn": params["role_arn"],
             "AppSpecification": {
-                "ImageUri": params["image_uri"],
+                "ImageUri": params["processing_image"],
                 "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/preprocess.py"],
                 "ContainerArguments": ["--output-dir", "/opt/ml/processing/output"],
             },
@@ -163,29 +249,30 @@ with DAG(
                     for channel in CHANNELS
                 ]
             },
-            "ProcessingResources": {"ClusterConfig": resources(params)},
-            "StoppingCondition": {"MaxRuntimeInSeconds": params["processing_max_runtime_seconds"]},
+            "ProcessingResources": {"ClusterConfig": {**resources(params), "InstanceCount": 1}},
+            "StoppingCondition": {"MaxRuntimeInSeconds": params["max_runtime_seconds"]},
         }
 
     @task
     def plan_training(
         code: dict[str, str], params: dict | None = None, run_id: str | None = None
     ) -> list[dict]:
-        """One CreateTrainingJob request per candidate learning rate."""
-        return [
-            {
-                "TrainingJobName": f"digits-lr{index}",
+        """One CreateTrainingJob request per candidate of the grid (``digits-c01``, ``digits-c02``, ...)."""
+        requests = []
+        for number, hyperparameters in enumerate(candidates(params["grid"]), start=1):
+            request = {
+                "TrainingJobName": f"digits-c{number:02d}",
                 "RoleArn": params["role_arn"],
                 "AlgorithmSpecification": {
-                    "TrainingImage": params["image_uri"],
+                    "TrainingImage": params["training_image"],
                     "TrainingInputMode": "File",
                     "MetricDefinitions": METRIC_DEFINITIONS,
                 },
                 "HyperParameters": {
                     "sagemaker_program": "train.py",
                     "sagemaker_submit_directory": code["train"],
-                    "learning-rate": str(rate),
                     "epochs": str(params["epochs"]),
+                    **hyperparameters,
                 },
                 "InputDataConfig": [
                     {
@@ -202,30 +289,58 @@ with DAG(
                     for channel in CHANNELS
                 ],
                 "OutputDataConfig": {"S3OutputPath": run_uri(params, run_id, "models")},
+                "CheckpointConfig": {"S3Uri": run_uri(params, run_id, f"checkpoints/c{number:02d}")},
                 "ResourceConfig": resources(params),
-                "StoppingCondition": {"MaxRuntimeInSeconds": params["training_max_runtime_seconds"]},
+                "StoppingCondition": stopping_condition(params),
             }
-            for index, rate in enumerate(params["learning_rates"])
-        ]
+            if params["use_spot"]:
+                request["EnableManagedSpotTraining"] = True
+            requests.append(request)
+        return requests
+
+    @task(trigger_rule="all_done")
+    def outcome(report: dict | None, params: dict | None = None) -> None:
+        """Fail the DAG run when a candidate failed (the report is written first, whatever happened)."""
+        from airflow_sm_provider._compat import AirflowFailException
+
+        if not report:
+            raise AirflowFailException("the comparison report was not written: see the report task's log")
+        if report["failed"] and not (params["allow_partial_failure"] and report["ranked"]):
+            raise AirflowFailException(
+                f"{report['failed']} candidate(s) failed or stopped; reasons in {report['report']}"
+            )
 
     code = stage_code()
-
     preprocess = ProcessingJobOperator(
-        task_id="preprocess",
-        config=plan_processing(code),
-        aws_conn_id=AWS_CONN_ID,
-        wait_for_completion=False,
+        task_id="preprocess", config=plan_processing(code), wait_for_completion=False, **AWS, **RETRIES
     )
     wait_preprocess = JobSensor(
-        task_id="wait_preprocess", jobs=preprocess.output, aws_conn_id=AWS_CONN_ID, poke_interval=POLL_SECONDS
+        task_id="wait_preprocess", jobs=preprocess.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES
     )
     train = TrainingJobOperator.partial(
-        task_id="train",
-        aws_conn_id=AWS_CONN_ID,
-        wait_for_completion=False,
+        task_id="train", experiment="{{ params.experiment }}", wait_for_completion=False, **AWS, **RETRIES
     ).expand(config=plan_training(code))
     wait_training = JobSensor(
-        task_id="wait_training", jobs=train.output, aws_conn_id=AWS_CONN_ID, poke_interval=POLL_SECONDS
+        task_id="wait_training", jobs=train.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES
+    )
+    learning_curves = MetricPlotOperator(
+        task_id="learning_curves",
+        jobs=train.output,
+        live=True,
+        republish_every=REPLOT_EVERY,
+        trigger_rule="all_done",
+        **S3_PLACE,
+        **AWS,
+    )
+    report = ComparisonReportOperator(
+        task_id="report",
+        jobs=train.output,
+        objective_metric="{{ params.objective_metric }}",
+        objective_direction="{{ params.objective_direction }}",
+        **S3_PLACE,
+        **AWS,
     )
 
-    preprocess >> wait_preprocess >> train >> wait_training
+    preprocess >> wait_preprocess >> train
+    [wait_training, learning_curves] >> report
+    outcome(report.output)
