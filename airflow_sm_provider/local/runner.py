@@ -31,10 +31,11 @@ from airflow_sm_provider.local.container import (
     JobPaths,
     base_environment,
     decode_hyperparameter,
+    init_prefix,
+    namespace_prefix,
     python_command,
     to_cmd_args,
     training_environment,
-    unshare_prefix,
     write_processing_config,
     write_training_config,
 )
@@ -138,7 +139,9 @@ class JobRun:
         return LogSink(self.client("logs"), self.log_group, f"{name}/{HOST}-{int(time.time())}")
 
     def _command_prefix(self) -> list[str]:
-        return unshare_prefix(str(self.paths.root)) if self.paths.in_namespace else []
+        """The job's own namespaces where the OS allows, then its first process (:mod:`jobinit`)."""
+        namespaces = namespace_prefix(str(self.paths.root)) if self.paths.in_namespace else []
+        return namespaces + init_prefix(self.settings.stop_grace_seconds)
 
     def _stopped_early(self) -> RunResult | None:
         why = self.control.check()
