@@ -179,7 +179,25 @@ def run_process(
     chunks: queue.Queue[_Chunk | None] = queue.Queue()
     for pipe, is_err in ((proc.stdout, False), (proc.stderr, True)):
         threading.Thread(target=_pump, args=(pipe, is_err, chunks), daemon=True).start()
-    out = _Output(sink, metrics)
+    try:
+        end = _supervise(proc, chunks, control, settings, _Output(sink, metrics), tick)
+    except BaseException:
+        _signal_group(pgid, signal.SIGKILL)  # an engine error (an upload, say) ends the job too
+        proc.wait()
+        raise
+    return end
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    chunks: queue.Queue[_Chunk | None],
+    control: Control,
+    settings: RunSettings,
+    out: _Output,
+    tick: Callable[[], None] | None,
+) -> ProcessEnd:
+    """Read the job's output to its end, passing on stops and time limits as signals."""
+    pgid = proc.pid
     open_pipes, reason, kill_at = 2, None, None
     last_flush = last_tick = time.monotonic()
     exited_at: float | None = None
@@ -208,7 +226,7 @@ def run_process(
             out.add(
                 time.time(),
                 ["[local engine] a process outside the job's control holds its output open"],
-                True,
+                False,
             )
             break
         if out.pending and (now - last_flush >= settings.log_flush_seconds or out.pending >= _BATCH_LINES):
