@@ -9,9 +9,15 @@ backtracks past its budget is disabled and named once in the job's log, and a de
 breaks SageMaker's rules (no capture group, say) is named there too and skipped; the others go on.
 
 What CloudWatch then holds is what SageMaker publishes: namespace ``/aws/sagemaker/TrainingJobs``,
-one aggregated datum per metric and minute (``StatisticValues``: count, sum, min, max,
-timestamped at the minute's start), so ``GetMetricStatistics`` with ``Period=60`` answers one
-point per minute, as the SageMaker SDK's ``TrainingJobAnalytics`` sees on AWS. Each datum is
+one aggregated datum per metric and minute (``StatisticValues``: count, sum, min, max), so
+``GetMetricStatistics`` with ``Period=60`` answers one point per minute, as the SageMaker SDK's
+``TrainingJobAnalytics`` sees on AWS. The datum is timestamped at the minute's last second, not
+its first: the engine's CloudWatch is moto's, which neither rounds a query's ``StartTime`` down
+to the minute (``TrainingJobAnalytics`` asks from ``TrainingStartTime``, so a datum at the
+minute's start would fall outside) nor aligns periods to the clock (it counts them from the
+first datum, and datums 60 s apart fall in separate periods). A client that measures time from
+the first point, as ``TrainingJobAnalytics`` does, sees what AWS shows; raw timestamps read
+``hh:mm:59`` where AWS says ``hh:mm:00``. Each datum is
 published under the dimension ``TrainingJobName`` (what SageMaker uses for algorithm metrics and
 what ``TrainingJobAnalytics`` queries) and again under ``Host`` = ``{job}/algo-1`` (the dimension
 of SageMaker's per-instance training metrics); CloudWatch matches dimensions exactly, so each
@@ -176,7 +182,7 @@ class MetricCollector:
             {
                 "MetricName": name,
                 "Dimensions": dimensions,
-                "Timestamp": float(minute),
+                "Timestamp": float(minute + METRICS_PERIOD_SECONDS - 1),
                 "StatisticValues": stats,
                 "StorageResolution": 60,
             }

@@ -165,7 +165,7 @@ def test_cloudwatch_answers_one_aggregated_point_per_minute_per_dimension(aws):
             Statistics=["Average", "SampleCount", "Maximum"],
         )["Datapoints"]
         points.sort(key=lambda p: p["Timestamp"])
-        assert [p["Timestamp"].timestamp() for p in points] == [start, start + 60]
+        assert [p["Timestamp"].timestamp() for p in points] == [start + 59, start + 119]
         assert [(p["SampleCount"], p["Average"], p["Maximum"]) for p in points] == [
             (300, 149.5, 299),
             (300, 449.5, 599),
