@@ -325,3 +325,19 @@ def test_in_its_namespaces_a_job_sees_only_its_own_processes(aws, tmp_path):
     assert pids[0] == 1 and len(pids) <= 3  # jobinit, the job, maybe a process being reaped
     assert "engine environ FileNotFoundError" in lines
     assert "ppid 1" in lines  # the job's parent is jobinit, PID 1 of its namespace
+
+
+def test_a_large_output_goes_up_in_one_streamed_put(aws, tmp_path):
+    """boto3's default (8 MiB parts, ten threads) left ~200 MB of a 300 MB model in the engine's
+    heap (its S3 is moto, in-process); one streamed PUT measured 60-80 MB (see transfer.py)."""
+    s3 = aws("s3")
+    s3.create_bucket(Bucket="bkt")
+    root = tmp_path / "job"
+    (root / "model").mkdir(parents=True)
+    (root / "model/big.bin").write_bytes(os.urandom(20 * 1024 * 1024))
+    calls: list[str] = []
+    s3.meta.events.register("before-call.s3.*", lambda model, **kw: calls.append(model.name))
+    transfer.upload_tar(s3, root / "model", "s3://bkt/m/model.tar.gz", root / ".upload", root=root)
+    transfer.upload_dir(s3, root / "model", "s3://bkt/d", {}, root=root)
+    assert calls == ["PutObject", "PutObject"]
+    assert s3.head_object(Bucket="bkt", Key="d/big.bin")["ContentLength"] == 20 * 1024 * 1024
