@@ -131,7 +131,8 @@ def namespace_prefix(job_dir: str) -> list[str]:
 
 def init_prefix(grace_seconds: float) -> list[str]:
     """Command prefix that runs the rest under :mod:`jobinit`, the job's first process."""
-    return [sys.executable, "-I", str(Path(jobinit.__file__)), f"{grace_seconds:g}"]
+    # -I -S: no environment, no site-packages: jobinit needs the standard library only.
+    return [sys.executable, "-I", "-S", str(Path(jobinit.__file__)), f"{grace_seconds:g}"]
 
 
 def decode_hyperparameter(value: str) -> Any:
