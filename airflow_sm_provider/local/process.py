@@ -204,11 +204,13 @@ def _supervise(
     while open_pipes:
         try:
             item = chunks.get(timeout=0.05)
-            while True:  # everything already read, in one go
+            while True:  # what is already read, in one go, up to a batch
                 if item is None:
                     open_pipes -= 1
                 else:
                     out.add(*item)
+                if out.pending >= _BATCH_LINES:
+                    break
                 item = chunks.get_nowait()
         except queue.Empty:
             pass
