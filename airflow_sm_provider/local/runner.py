@@ -149,10 +149,8 @@ class JobRun:
 
     def _note_skipped(self, src: Path, skipped: list[str]) -> None:
         """Name in the job's log, once each, what an upload left out (links, non-files)."""
-        where = src.relative_to(self.paths.root)
-        new = [
-            f"{where.as_posix()}/{rel}" for rel in skipped if f"{where.as_posix()}/{rel}" not in self._skipped
-        ]
+        where = src.relative_to(self.paths.root).as_posix()
+        new = [path for rel in skipped if (path := f"{where}/{rel}") not in self._skipped]
         self._skipped.update(new)
         if new and self._log is not None:
             note = "[local engine] not uploaded, a symbolic link or not a regular file: "
