@@ -7,14 +7,19 @@ means ``<job dir>/<rest>``.
 
 Scripts that hard-code ``/opt/ml`` (and the SageMaker SDK, which reads
 ``/opt/ml/config/processingjobconfig.json`` at a fixed path) see their job directory there when
-the OS allows a private mount namespace: the job runs under ``unshare --mount`` and its job
-directory is bind-mounted at ``/opt/ml`` for that process tree only. That needs root (or
-user namespaces) and an ``/opt/ml`` mount point, which the engine creates when it may. Where
+the OS allows private namespaces: the job runs under ``unshare`` in its own mount namespace,
+with its job directory bind-mounted at ``/opt/ml`` for that process tree only, and in its own
+PID namespace with its own ``/proc``, so it sees its own processes and no other (not the
+engine's, whose environment it could otherwise read), and ending the namespace's first process
+(:mod:`jobinit`) ends every process of the job. That needs root or user namespaces (``unshare
+--map-root-user``) and an ``/opt/ml`` mount point, which the engine creates when it may. Where
 that is not possible the engine rewrites paths instead, with one rule: an argument or an
 environment value that is ``/opt/ml``, starts with ``/opt/ml/``, or has the form
 ``name=/opt/ml/...`` is rewritten to the job directory; paths a script builds itself are not,
 so there the SDK's ``load_run()`` inside a processing job cannot find its job (training jobs
-are unaffected: the SDK reads ``TRAINING_JOB_ARN``).
+are unaffected: the SDK reads ``TRAINING_JOB_ARN``); and the job's first process stays a child
+subreaper that ends the job's descendants (see :mod:`jobinit`), while the job can see the
+machine's other processes in ``/proc``.
 
 The environment is the sagemaker-training toolkit's (``SM_*``), built on an allowlist of the
 engine's own environment with the engine as the job's AWS.
@@ -34,6 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from airflow_sm_provider.local import jobinit
 from airflow_sm_provider.local.control import RunSettings
 from airflow_sm_provider.local.errors import JobFailure
 from airflow_sm_provider.local.runtimes import Runtime
@@ -84,8 +90,8 @@ def is_container_path(value: str) -> bool:
 
 
 @functools.cache
-def mount_namespace_available() -> bool:
-    """Whether a job can get a private mount namespace with its directory at /opt/ml."""
+def namespaces_available() -> bool:
+    """Whether a job can get private mount and PID namespaces with its directory at /opt/ml."""
     if not sys.platform.startswith("linux") or not shutil.which("unshare") or not shutil.which("mount"):
         return False
     try:
@@ -94,23 +100,39 @@ def mount_namespace_available() -> bool:
         return False
     with tempfile.TemporaryDirectory() as probe:
         Path(probe, "probe").write_text("ok")
+        # In the namespace the probe is PID 1 and its /proc lists only itself.
+        check = f'cat {CONTAINER_ROOT}/probe; echo " $$"; ls /proc | grep -c "^[0-9]"'
         try:
             out = subprocess.run(
-                [*unshare_prefix(probe), "cat", f"{CONTAINER_ROOT}/probe"],
+                [*namespace_prefix(probe), "sh", "-c", check],
                 capture_output=True,
                 timeout=10,
                 check=False,
             )
         except (OSError, subprocess.SubprocessError):
             return False
-        return out.returncode == 0 and out.stdout == b"ok"
+        words = out.stdout.split()
+        return out.returncode == 0 and words[:2] == [b"ok", b"1"] and words[2:3] in ([b"1"], [b"2"], [b"3"])
 
 
-def unshare_prefix(job_dir: str) -> list[str]:
-    """Command prefix that runs the rest of the command with ``job_dir`` bind-mounted at /opt/ml."""
+def namespace_prefix(job_dir: str) -> list[str]:
+    """Command prefix that runs the rest of the command in new mount and PID namespaces, with
+    ``job_dir`` bind-mounted at /opt/ml and a ``/proc`` of the new PID namespace.
+
+    ``--kill-child`` ends the namespace if ``unshare`` itself is killed.
+    """
     user_ns = [] if os.geteuid() == 0 else ["--map-root-user"]
     script = f'mount --bind "$0" {CONTAINER_ROOT} && exec "$@"'
-    return ["unshare", "--mount", "--propagation", "private", *user_ns, "sh", "-c", script, job_dir]
+    return [
+        "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
+        "--kill-child=SIGKILL", *user_ns, "sh", "-c", script, job_dir,
+    ]  # fmt: skip
+
+
+def init_prefix(grace_seconds: float) -> list[str]:
+    """Command prefix that runs the rest under :mod:`jobinit`, the job's first process."""
+    # -I -S: no environment, no site-packages: jobinit needs the standard library only.
+    return [sys.executable, "-I", "-S", str(Path(jobinit.__file__)), f"{grace_seconds:g}"]
 
 
 def decode_hyperparameter(value: str) -> Any:

@@ -75,5 +75,5 @@ class RunSettings:
     stop_grace_seconds: float = 2.0
     log_flush_seconds: float = 0.2
     checkpoint_sync_seconds: float = 5.0
-    mount_namespace: bool = False
+    mount_namespace: bool = False  # jobs run in their own mount and PID namespaces (container.py)
     sdk_config: Path | None = None  # the SDK's telemetry opt-out (EngineContext.sdk_config_path)

@@ -1,15 +1,24 @@
 """Process supervision of a local job: start, stream, stop by escalation, end leftovers.
 
-A job's process starts in a new session, so it leads its own process group; its output is
-streamed line by line to a :class:`LogSink` (and a :class:`MetricCollector`). A job is stopped
-by escalation: SIGTERM to its process group, SIGKILL after the grace period, so no process
-outlives its job. The group is recorded with its leader's start time so that an engine started
+A job's command runs below :mod:`jobinit`, its first process, started in a new session so it
+leads its own process group (in its own PID namespace where the OS allows, see
+:mod:`container`). When the command ends, jobinit ends every process the job left; a stop is
+SIGTERM to the group, which jobinit passes to every process of the job and turns into SIGKILL
+after the grace period; the engine sends SIGKILL to the group itself if that has not ended it a
+moment later. The group is recorded with its leader's start time so that an engine started
 after one that died can end the group it left running, and only that.
+
+Output: two reader threads take the job's stdout and stderr in large chunks and hand over
+whole lines, many at a time, so a job printing fast costs the engine little per line. The
+supervising loop sends them to a :class:`LogSink` and a :class:`MetricCollector` in batches
+and reads until both pipes are closed, which happens once every process of the job is gone:
+every line the job printed is sent, in order, however fast it printed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import signal
@@ -33,14 +42,37 @@ class ProcessEnd:
     stderr_tail: list[str]
 
 
-_NO_LINE: tuple[float, str, bool] = (0.0, "", False)  # marks a poll that read nothing
+#: A line longer than this is handed over in pieces (CloudWatch cuts events at 256 KiB anyway).
+_MAX_LINE_BYTES = 256 * 1024
+#: Seconds to keep reading after the job's first process ended while something still holds its
+#: pipes open (only a process that escaped supervision can); what was read is still sent.
+_DRAIN_SECONDS = 2.0
+#: Lines to gather before a batch goes to CloudWatch Logs, whatever ``log_flush_seconds`` says.
+_BATCH_LINES = 10_000
+#: Seconds the engine waits past the grace period before it kills the job's group itself.
+_KILL_MARGIN_SECONDS = 1.0
+_Chunk = tuple[float, list[str], bool]  # (read time, lines, from stderr)
 
 
-def _pump(pipe: Any, is_err: bool, lines: queue.Queue[tuple[float, str, bool] | None]) -> None:
-    for raw in iter(pipe.readline, b""):
-        lines.put((time.time(), raw.decode("utf-8", errors="replace").rstrip("\r\n"), is_err))
+def _pump(pipe: Any, is_err: bool, chunks: queue.Queue[_Chunk | None]) -> None:
+    """Read a pipe in large chunks; put the whole lines of each, then None at its end."""
+    fd, partial = pipe.fileno(), b""
+    while data := os.read(fd, 1 << 16):
+        parts = (partial + data).split(b"\n")
+        partial = parts.pop()
+        while len(partial) > _MAX_LINE_BYTES:
+            parts.append(partial[:_MAX_LINE_BYTES])
+            partial = partial[_MAX_LINE_BYTES:]
+        if parts:
+            chunks.put((time.time(), [_text(p) for p in parts], is_err))
+    if partial:
+        chunks.put((time.time(), [_text(partial)], is_err))
     pipe.close()
-    lines.put(None)
+    chunks.put(None)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\r")
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -93,11 +125,15 @@ def _live_members(group: ProcessGroup) -> list[int]:
 
 
 def end_process_groups(groups: Iterable[ProcessGroup], grace_seconds: float) -> None:
-    """End job process groups left running (by an engine that died): SIGTERM, grace, SIGKILL."""
+    """End job process groups left running (by an engine that died): SIGTERM, grace, SIGKILL.
+
+    SIGTERM reaches each job's :mod:`jobinit`, which ends the job's other processes (those
+    that left the group too) after the grace period; SIGKILL follows a moment later.
+    """
     alive = [g for g in groups if _live_members(g)]
     for group in alive:
         _signal_group(group.pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
+    deadline = time.monotonic() + grace_seconds + _KILL_MARGIN_SECONDS
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
         alive = [g for g in alive if _live_members(g)]
@@ -119,7 +155,9 @@ def run_process(
 ) -> ProcessEnd:
     """Run a job's process to its end, streaming output; stop it by escalation if told to.
 
-    ``on_start`` learns the job's process group first, so it can be ended if the engine dies.
+    ``command`` starts with the job's first process (:mod:`jobinit`, possibly inside
+    ``unshare``), which ends the job's other processes. ``on_start`` learns the job's process
+    group first, so it can be ended if the engine dies.
     """
     proc = subprocess.Popen(
         command,
@@ -138,55 +176,96 @@ def run_process(
             _signal_group(pgid, signal.SIGKILL)
             proc.wait()
             raise
-    lines: queue.Queue[tuple[float, str, bool] | None] = queue.Queue()
-    pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, False, lines), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, True, lines), daemon=True),
-    ]
-    for pump in pumps:
-        pump.start()
-    tail: deque[str] = deque(maxlen=20)
-    batch: list[tuple[float, str]] = []
+    chunks: queue.Queue[_Chunk | None] = queue.Queue()
+    for pipe, is_err in ((proc.stdout, False), (proc.stderr, True)):
+        threading.Thread(target=_pump, args=(pipe, is_err, chunks), daemon=True).start()
+    try:
+        end = _supervise(proc, chunks, control, settings, _Output(sink, metrics), tick)
+    except BaseException:
+        _signal_group(pgid, signal.SIGKILL)  # an engine error (an upload, say) ends the job too
+        proc.wait()
+        raise
+    return end
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    chunks: queue.Queue[_Chunk | None],
+    control: Control,
+    settings: RunSettings,
+    out: _Output,
+    tick: Callable[[], None] | None,
+) -> ProcessEnd:
+    """Read the job's output to its end, passing on stops and time limits as signals."""
+    pgid = proc.pid
     open_pipes, reason, kill_at = 2, None, None
     last_flush = last_tick = time.monotonic()
     exited_at: float | None = None
-    while open_pipes or proc.poll() is None:
+    while open_pipes:
         try:
-            item = lines.get(timeout=0.05)
+            item = chunks.get(timeout=0.05)
+            while True:  # what is already read, in one go, up to a batch
+                if item is None:
+                    open_pipes -= 1
+                else:
+                    out.add(*item)
+                if out.pending >= _BATCH_LINES:
+                    break
+                item = chunks.get_nowait()
         except queue.Empty:
-            item = _NO_LINE
-        if item is None:
-            open_pipes -= 1
-        elif item is not _NO_LINE:
-            ts, text, is_err = item
-            batch.append((ts, text))
-            if is_err and text.strip():
-                tail.append(text)
-            if metrics:
-                metrics.feed(ts, text)
+            pass
         now = time.monotonic()
         if reason is None and (why := control.check()) is not None:
-            reason, kill_at = why, now + settings.stop_grace_seconds
+            # jobinit passes SIGTERM on and kills what is left after the grace period.
+            reason, kill_at = why, now + settings.stop_grace_seconds + _KILL_MARGIN_SECONDS
             _signal_group(pgid, signal.SIGTERM)
-        if kill_at is not None and now >= kill_at and proc.poll() is None:
+        if kill_at is not None and now >= kill_at:
             _signal_group(pgid, signal.SIGKILL)
-        if proc.poll() is not None:
-            # Children left behind hold the pipes open; the job is over, so they go.
-            exited_at = exited_at or now
-            _signal_group(pgid, signal.SIGKILL)
-            if now - exited_at > 2:
-                break
-        if batch and (now - last_flush >= settings.log_flush_seconds or len(batch) >= 1000):
-            sink.write(batch)
-            batch = []
-            if metrics:
-                metrics.flush()
+        if exited_at is None and proc.poll() is not None:
+            exited_at = now
+            _signal_group(pgid, signal.SIGKILL)  # anything left in the group goes with the job
+        if exited_at is not None and now - exited_at > _DRAIN_SECONDS and chunks.empty():
+            out.add(
+                time.time(),
+                ["[local engine] a process outside the job's control holds its output open"],
+                False,
+            )
+            break
+        if out.pending and (now - last_flush >= settings.log_flush_seconds or out.pending >= _BATCH_LINES):
+            out.flush(final=False)
             last_flush = now
         if tick and now - last_tick >= settings.checkpoint_sync_seconds:
             tick()
             last_tick = now
     proc.wait()
-    sink.write(batch)
-    if metrics:
-        metrics.flush()
-    return ProcessEnd(proc.returncode, reason, list(tail))
+    out.flush(final=True)
+    return ProcessEnd(proc.returncode, reason, list(out.tail))
+
+
+class _Output:
+    """A job's output on its way to CloudWatch: batched lines, the metrics, stderr's tail."""
+
+    def __init__(self, sink: LogSink, metrics: MetricCollector | None) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._batch: list[tuple[float, str]] = []
+        self.tail: deque[str] = deque(maxlen=20)
+
+    @property
+    def pending(self) -> int:
+        return len(self._batch)
+
+    def add(self, ts: float, lines: list[str], is_err: bool) -> None:
+        self._batch.extend(zip(itertools.repeat(ts), lines))
+        if is_err:
+            self.tail.extend(line for line in lines if line.strip())
+
+    def flush(self, *, final: bool) -> None:
+        """Match and send the lines gathered; ``final`` also publishes the minute under way."""
+        batch, self._batch = self._batch, []
+        if self._metrics is not None:
+            notices = self._metrics.feed(batch)
+            batch += [(time.time(), notice) for notice in notices]
+        self._sink.write(batch)
+        if self._metrics is not None:
+            self._metrics.flush(final=final)

@@ -31,10 +31,11 @@ from airflow_sm_provider.local.container import (
     JobPaths,
     base_environment,
     decode_hyperparameter,
+    init_prefix,
+    namespace_prefix,
     python_command,
     to_cmd_args,
     training_environment,
-    unshare_prefix,
     write_processing_config,
     write_training_config,
 )
@@ -106,6 +107,8 @@ class JobRun:
         self.on_process = on_process
         self.paths = JobPaths(job_dir, settings.mount_namespace)
         self.role_arn = str(request.get("RoleArn", ""))
+        self._log: LogSink | None = None
+        self._skipped: set[str] = set()  # paths already named in the log as not uploaded
 
     def _prepare(self, inputs: Iterable[tuple[str, str, str]]) -> RunResult | None:
         """Start from an empty job directory and download ``(S3 URI, S3DataType, container path)``
@@ -135,10 +138,28 @@ class JobRun:
         )
 
     def _sink(self, name: str) -> LogSink:
-        return LogSink(self.client("logs"), self.log_group, f"{name}/{HOST}-{int(time.time())}")
+        self._log = LogSink(self.client("logs"), self.log_group, f"{name}/{HOST}-{int(time.time())}")
+        return self._log
+
+    def _upload_dir(self, s3: Any, src: Path, uri: str, seen: dict[str, tuple[float, int]]) -> None:
+        self._note_skipped(src, upload_dir(s3, src, uri, seen, root=self.paths.root))
+
+    def _upload_tar(self, s3: Any, src: Path, uri: str) -> None:
+        self._note_skipped(src, upload_tar(s3, src, uri, self.paths.root / ".upload", root=self.paths.root))
+
+    def _note_skipped(self, src: Path, skipped: list[str]) -> None:
+        """Name in the job's log, once each, what an upload left out (links, non-files)."""
+        where = src.relative_to(self.paths.root).as_posix()
+        new = [path for rel in skipped if (path := f"{where}/{rel}") not in self._skipped]
+        self._skipped.update(new)
+        if new and self._log is not None:
+            note = "[local engine] not uploaded, a symbolic link or not a regular file: "
+            self._log.write([(time.time(), note + path) for path in new])
 
     def _command_prefix(self) -> list[str]:
-        return unshare_prefix(str(self.paths.root)) if self.paths.in_namespace else []
+        """The job's own namespaces where the OS allows, then its first process (:mod:`jobinit`)."""
+        namespaces = namespace_prefix(str(self.paths.root)) if self.paths.in_namespace else []
+        return namespaces + init_prefix(self.settings.stop_grace_seconds)
 
     def _stopped_early(self) -> RunResult | None:
         why = self.control.check()
@@ -189,7 +210,7 @@ class TrainingRun(JobRun):
 
         def sync_checkpoints() -> None:
             if checkpoint and checkpoint_dir is not None:
-                upload_dir(s3, checkpoint_dir, checkpoint["S3Uri"], seen)
+                self._upload_dir(s3, checkpoint_dir, checkpoint["S3Uri"], seen)
 
         self.report(Event.TRAIN)
         end = self._run_process(command, env, code_dir, sink, metrics=metrics, tick=sync_checkpoints)
@@ -268,10 +289,9 @@ class TrainingRun(JobRun):
         out = self.request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         base = f"{out}/{self.request['TrainingJobName']}/output"
         p = self.paths
-        scratch = p.root / ".upload"
         try:
-            upload_tar(s3, p.host(f"{CONTAINER_ROOT}/model"), f"{base}/model.tar.gz", scratch)
-            upload_tar(s3, p.host(f"{CONTAINER_ROOT}/output/data"), f"{base}/output.tar.gz", scratch)
+            self._upload_tar(s3, p.host(f"{CONTAINER_ROOT}/model"), f"{base}/model.tar.gz")
+            self._upload_tar(s3, p.host(f"{CONTAINER_ROOT}/output/data"), f"{base}/output.tar.gz")
         except JobFailure:
             raise
         except Exception as err:
@@ -312,7 +332,7 @@ class ProcessingRun(JobRun):
             for item in outputs:
                 if item["S3Output"].get("S3UploadMode") == "Continuous":
                     out = item["S3Output"]
-                    upload_dir(s3, p.host(out["LocalPath"]), out["S3Uri"], seen[item["OutputName"]])
+                    self._upload_dir(s3, p.host(out["LocalPath"]), out["S3Uri"], seen[item["OutputName"]])
 
         end = self._run_process(command, env, p.root, self._sink(name), metrics=None, tick=sync_continuous)
         message = _read_small(p.host(f"{CONTAINER_ROOT}/output/message"))
@@ -329,7 +349,9 @@ class ProcessingRun(JobRun):
         for item in outputs:
             out = item["S3Output"]
             try:
-                upload_dir(s3, p.host(out["LocalPath"]), out["S3Uri"], seen[item["OutputName"]])
+                self._upload_dir(s3, p.host(out["LocalPath"]), out["S3Uri"], seen[item["OutputName"]])
+            except JobFailure:
+                raise
             except Exception as err:
                 raise JobFailure(
                     f"ClientError: cannot upload output {item['OutputName']} to {out['S3Uri']}: {err}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_sm_provider.local import job_experiments, lifecycle
-from airflow_sm_provider.local.container import mount_namespace_available
+from airflow_sm_provider.local.container import namespaces_available
 from airflow_sm_provider.local.context import EngineContext
 from airflow_sm_provider.local.control import Control, EndReason, RunResult, RunSettings
 from airflow_sm_provider.local.errors import JobFailure, ValidationException
@@ -120,7 +120,8 @@ class JobThreads:
         stop_grace_seconds: float = 2.0,
         mount_namespace: bool | None = None,
     ) -> None:
-        """``mount_namespace``: None detects whether jobs can see their directory at /opt/ml."""
+        """``mount_namespace``: whether jobs run in their own mount and PID namespaces (see
+        :mod:`container`); None detects whether the OS allows it."""
         self.ctx = ctx
         self.experiments = experiments
         self.runtimes = runtimes
@@ -134,7 +135,7 @@ class JobThreads:
     @property
     def settings(self) -> RunSettings:
         if self._mount_namespace is None:
-            self._mount_namespace = mount_namespace_available()
+            self._mount_namespace = namespaces_available()
         return RunSettings(
             endpoint_url=self.ctx.endpoint_url,
             region=self.ctx.region,

@@ -12,11 +12,11 @@ import subprocess
 import sys
 import tarfile
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
 import pytest
+from sandbox_support import job_pids
 
 from airflow_sm_provider.local import LocalEngine, credentials
 
@@ -112,8 +112,9 @@ time.sleep(600)
 STUBBORN_JOB = """
 import os, signal, subprocess, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+child = subprocess.Popen([sys.executable, "-c", STUBBORN])
+detached = subprocess.Popen([sys.executable, "-c", STUBBORN], start_new_session=True)  # setsid
 with open(%r + ".tmp", "w") as f:
     f.write(f"{os.getpid()} {child.pid}")
 os.rename(%r + ".tmp", %r)
@@ -156,7 +157,8 @@ def test_a_restart_ends_the_job_processes_a_crashed_engine_left_running(tmp_path
         while not os.path.exists(pid_file):
             assert time.monotonic() < deadline, "the job did not start"
             time.sleep(0.05)
-        pids = [int(p) for p in Path(pid_file).read_text().split()]
+        pids = job_pids("orphan")  # host ids: inside its PID namespace the job sees others
+        assert len(pids) >= 3  # the job, its child and its detached (setsid) child
         crashed.kill()  # kill -9: no shutdown, no chance to stop the job
         crashed.wait()
         time.sleep(0.2)

@@ -153,8 +153,7 @@ def test_metric_definitions_feed_final_values_and_cloudwatch(aws):
         aws("cloudwatch"),
         "job-1",
     )
-    for ts, line in [(100.0, "epoch 1 loss=0.5"), (101.0, "loss=0.25 acc: 0.9"), (102.0, "loss=nan")]:
-        collector.feed(ts, line)
+    collector.feed([(100.0, "epoch 1 loss=0.5"), (101.0, "loss=0.25 acc: 0.9"), (102.0, "loss=n/a")])
     collector.flush()
     assert collector.final() == [
         {"MetricName": "acc", "Value": 0.9, "Timestamp": 101.0},
@@ -162,7 +161,7 @@ def test_metric_definitions_feed_final_values_and_cloudwatch(aws):
     ]
     metrics = aws("cloudwatch").list_metrics(Namespace=cloudwatch.METRICS_NAMESPACE)["Metrics"]
     assert {m["MetricName"] for m in metrics} == {"loss", "acc"}
-    assert metrics[0]["Dimensions"] == [{"Name": "TrainingJobName", "Value": "job-1"}]
+    assert {m["Dimensions"][0]["Value"] for m in metrics} == {"job-1", "job-1/algo-1"}
 
 
 def test_failure_reason_prefers_output_failure(tmp_path):
