@@ -313,12 +313,13 @@ def _wheel_metadata(wheel: Path) -> str:
 
 
 def write_zip(path: Path, members: Mapping[str, Path]) -> None:
-    """A reproducible zip: members sorted, fixed timestamps, so the same inputs give the same bytes."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    """A reproducible zip: members sorted, fixed timestamps, so the same inputs give the same bytes.
+    Wheels are zips already: they are stored, not compressed again."""
+    with zipfile.ZipFile(path, "w") as archive:
         for name in sorted(members):
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(".whl") else zipfile.ZIP_DEFLATED
             archive.writestr(info, members[name].read_bytes())
 
 

@@ -54,6 +54,8 @@ PERMISSION_ONLY = {"iam:PassRole"}
 UNSCOPED = re.compile(r"sagemaker:(Search|List[A-Za-z]+|BatchGetMetrics)")
 # The engine (local/), its command and the MWAA packaging make no calls on the deployment's behalf.
 NOT_DEPLOYED = {"local", "cli.py", "demo.py", "mwaa.py"}
+# The hook's own methods whose names happen to be SageMaker operations (DescribeJob, StopJob).
+OWN_METHODS = {"describe_job", "stop_job"}
 
 
 def policy(name: str) -> dict:
@@ -196,7 +198,7 @@ def provider_calls() -> frozenset[str]:
     for name in names:
         if name in S3_PERMISSION:
             actions.add(f"s3:{S3_PERMISSION[name]}")
-        elif name in by_snake:
+        elif name in by_snake and name not in OWN_METHODS:
             prefix, op = by_snake[name]
             actions.add(f"{prefix}:{S3_PERMISSION.get(op, op)}" if prefix == "s3" else f"{prefix}:{op}")
     return frozenset(actions)
