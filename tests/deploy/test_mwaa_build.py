@@ -19,7 +19,9 @@ from airflow_sm_provider import mwaa
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-@pytest.mark.parametrize("version", ["3.2.1", "3.3.1"])
+# 3.3.1 only, to keep CI short (a build takes minutes): 3.2.1 is built by the next test, for this
+# machine's Python; `airflow-sm mwaa build --airflow-version 3.2.1` builds it for MWAA's.
+@pytest.mark.parametrize("version", ["3.3.1"])
 def test_build_resolves_for_mwaa_python_under_the_release_pins(version: str, tmp_path: Path) -> None:
     result = mwaa.build(version, tmp_path)
     names = zipfile.ZipFile(result.plugins_zip).namelist()
