@@ -2,6 +2,7 @@
 
 airflow-sm local up [--host H] [--port P] [--data-dir DIR] [--max-concurrent-jobs N]
 airflow-sm demo [--artifacts DIR] [--dags-folder DIR] [--conf JSON]
+airflow-sm mwaa build --airflow-version X [--out DIR] [IAM values]   (see airflow_sm_provider.mwaa)
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 from airflow_sm_provider.local.cli import add_engine_arguments, run_engine
+from airflow_sm_provider.mwaa import add_arguments as add_mwaa_arguments
+from airflow_sm_provider.mwaa import run as run_mwaa
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -39,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--conf", help="DAG run parameters as JSON, e.g. '{\"learning_rates\": [0.1, 0.3]}'")
     demo.set_defaults(func=run_demo)
+
+    mwaa = commands.add_parser("mwaa", help="package the provider for Amazon MWAA")
+    add_mwaa_arguments(mwaa)
+    mwaa.set_defaults(func=run_mwaa)
     return parser
 
 
