@@ -60,6 +60,7 @@ METRIC_DEFINITIONS = [
 ]
 CHANNELS = ("train", "validation")
 MAX_CANDIDATES = 50
+PROCESSING_MAX_RUNTIME_SECONDS = 777_600  # SageMaker's limit for processing jobs (9 days)
 # First delay between status polls of the sensors (they back off from there). A minute suits
 # jobs of minutes to days; the local demo sets a few seconds.
 POLL_SECONDS = float(os.environ.get("SAGEMAKER_PIPELINE_POLL_SECONDS", "60"))
@@ -192,7 +193,7 @@ with DAG(
             type="integer",
             minimum=60,
             maximum=2_419_200,
-            description="StoppingCondition of every job (SageMaker allows up to 28 days of training).",
+            description="StoppingCondition of every job (training up to 28 days; processing is capped at 9).",
         ),
         "allow_partial_failure": Param(
             False,
@@ -250,7 +251,9 @@ with DAG(
                 ]
             },
             "ProcessingResources": {"ClusterConfig": {**resources(params), "InstanceCount": 1}},
-            "StoppingCondition": {"MaxRuntimeInSeconds": params["max_runtime_seconds"]},
+            "StoppingCondition": {
+                "MaxRuntimeInSeconds": min(params["max_runtime_seconds"], PROCESSING_MAX_RUNTIME_SECONDS)
+            },
         }
 
     @task

@@ -50,7 +50,7 @@ def accuracy(model, x, y):
 def experiment_run():
     """The SageMaker Experiments Run of this job, or None (no SDK in the image, or no Run)."""
     try:
-        from sagemaker.core.experiments import load_run  # sagemaker-core (SDK v3)
+        from sagemaker.core.experiments.run import load_run  # sagemaker-core (SDK v3)
     except ImportError:
         try:
             from sagemaker.experiments.run import load_run  # SDK v2, as in AWS framework images
