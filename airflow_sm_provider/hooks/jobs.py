@@ -14,9 +14,7 @@ connection or ``config`` sets ``retries``).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,7 +42,7 @@ from airflow_sm_provider.naming import (
 )
 from airflow_sm_provider.status_poll import JobState, denied_warning, run_poll
 
-__all__ = ["SageMakerJobsHook", "StartedJob", "api_error", "async_jobs_client", "jobs_hook"]
+__all__ = ["SageMakerJobsHook", "StartedJob", "api_error", "jobs_hook"]
 
 DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
 #: How many deterministic names a task instance may go through (one per failed/stopped try).
@@ -223,30 +221,3 @@ class SageMakerJobsHook(AwsBaseHook):
 def jobs_hook(aws: AwsArgs) -> SageMakerJobsHook:
     """The hook for an operator's, sensor's or trigger's AWS arguments."""
     return SageMakerJobsHook(**aws.hook_kwargs())
-
-
-@asynccontextmanager
-async def async_jobs_client(aws: AwsArgs) -> AsyncIterator[Any]:
-    """An aiobotocore SageMaker client whose whole synchronous setup runs in a worker thread.
-
-    A trigger shares the triggerer's event loop with every other deferred task, so nothing
-    slow may run on it. Building the hook, reading the connection, making the session and
-    resolving credentials are synchronous, and so, inside aiobotocore's ``async`` client
-    creation, are loading the SageMaker service model (megabytes of JSON), building the client
-    class and resolving the endpoint: measured at 0.7-1 s on the loop for the first client of
-    a process. All of it runs in one thread, on a private event loop that only creates and
-    opens the client. Nothing of the client is bound to that loop (aiobotocore creates its
-    aiohttp session on the first request, and asyncio's locks bind to a loop on first
-    contention), so the client is then used, and closed, on the caller's loop.
-    """
-
-    def open_client() -> tuple[Any, Any]:
-        hook = jobs_hook(aws)
-        context = hook.get_client_type(region_name=hook.region_name, deferrable=True)
-        return context, asyncio.run(context.__aenter__())
-
-    context, client = await asyncio.to_thread(open_client)
-    try:
-        yield client
-    finally:
-        await context.__aexit__(None, None, None)

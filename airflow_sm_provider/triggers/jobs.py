@@ -17,7 +17,8 @@ from ``started_at`` and does not wait it again.
 
 Nothing synchronous runs on the triggerer's event loop: the client (hook, connection, session,
 credentials, service model) is built in a worker thread once per run, see
-``hooks.jobs.async_jobs_client``.
+:func:`async_jobs_client`. The module itself imports no AWS library (the triggerer imports a
+trigger's module on its loop): the hook, botocore and aiobotocore load in that thread too.
 
 Throttling, server errors and connection errors that outlast botocore's retries are logged and
 tried again at the next poll. A Search / ListProcessingJobs denied by IAM is logged once and
@@ -41,15 +42,13 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from airflow_sm_provider._compat import BaseTrigger, TriggerEvent, conf
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin
 from airflow_sm_provider.errors import SageMakerApiError, is_not_stoppable, is_transient
 from airflow_sm_provider.events import JOBS_FAILED, POLL_FAILED, JobsEvent
-from airflow_sm_provider.hooks.jobs import api_error, async_jobs_client
 from airflow_sm_provider.job_kinds import KINDS, JobKind, JobSummary, failure_lines
 from airflow_sm_provider.status_poll import (
     Call,
@@ -59,6 +58,9 @@ from airflow_sm_provider.status_poll import (
     run_poll_async,
     validate_jobs,
 )
+
+if TYPE_CHECKING:
+    from aiobotocore.client import AioBaseClient
 
 #: Where the provider's settings live in Airflow's configuration.
 CONFIG_SECTION = "sagemaker_provider"
@@ -78,6 +80,35 @@ def default_min_first_poll() -> float:
     if value < 0:
         raise ValueError(f"[{CONFIG_SECTION}] min_first_poll_seconds must be >= 0, got {value}")
     return value
+
+
+@asynccontextmanager
+async def async_jobs_client(aws: AwsArgs) -> AsyncIterator[AioBaseClient]:
+    """An aiobotocore SageMaker client whose whole synchronous setup runs in a worker thread.
+
+    A trigger shares the triggerer's event loop with every other deferred task, so nothing
+    slow may run on it. Importing the hook, building it, reading the connection, making the
+    session and resolving credentials are synchronous, and so, inside aiobotocore's ``async``
+    client creation, are loading the SageMaker service model (megabytes of JSON), building the
+    client class and resolving the endpoint: 0.7-2 s on the loop for the first client of a
+    process, measured. All of it runs in one thread, on a private event loop that only creates
+    and opens the client. Nothing of the client is bound to that loop (aiobotocore creates its
+    aiohttp session on the first request, and asyncio's locks bind to a loop on first
+    contention), so the client is then used, and closed, on the caller's loop.
+    """
+
+    def open_client() -> tuple[Any, AioBaseClient]:
+        from airflow_sm_provider.hooks.jobs import jobs_hook
+
+        hook = jobs_hook(aws)
+        context = hook.get_client_type(region_name=hook.region_name, deferrable=True)
+        return context, asyncio.run(context.__aenter__())
+
+    context, client = await asyncio.to_thread(open_client)
+    try:
+        yield client
+    finally:
+        await context.__aexit__(None, None, None)
 
 
 class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
@@ -155,6 +186,9 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
             )
             await asyncio.sleep(first_poll_in)
         async with async_jobs_client(self.aws) as client:
+            from botocore.exceptions import BotoCoreError, ClientError  # loaded by now: no cost
+
+            from airflow_sm_provider.hooks.jobs import api_error
 
             async def invoke(call: Call) -> Mapping[str, Any]:
                 try:
@@ -225,6 +259,9 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
             (kind, name) for kind, name in self.refs if self._unfinished is None or name in self._unfinished
         ]
         async with async_jobs_client(self.aws) as client:
+            from botocore.exceptions import ClientError  # loaded by now: no cost
+
+            from airflow_sm_provider.hooks.jobs import api_error
 
             async def stop(kind: JobKind, name: str) -> None:
                 spec = KINDS[kind]
