@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.common.compat.sdk import DAG, Param, task
@@ -45,6 +45,10 @@ CHANNELS = ("train", "validation")
 # First delay between status polls of the sensors (they back off from there). A minute suits
 # jobs of minutes to days; the local demo sets a few seconds.
 POLL_SECONDS = float(os.environ.get("SAGEMAKER_PIPELINE_POLL_SECONDS", "60"))
+# The jobs' tasks and waits retry: a retried operator re-attaches to its job (job names derive
+# from the task's identity, so no second job starts), and a wait failed by Airflow's defer race
+# (see the README) recovers on its next try.
+RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
 def run_uri(params: dict, run_id: str | None, suffix: str) -> str:
@@ -215,17 +219,27 @@ with DAG(
         config=plan_processing(code),
         aws_conn_id=AWS_CONN_ID,
         wait_for_completion=False,
+        **RETRIES,
     )
     wait_preprocess = JobSensor(
-        task_id="wait_preprocess", jobs=preprocess.output, aws_conn_id=AWS_CONN_ID, poke_interval=POLL_SECONDS
+        task_id="wait_preprocess",
+        jobs=preprocess.output,
+        aws_conn_id=AWS_CONN_ID,
+        poke_interval=POLL_SECONDS,
+        **RETRIES,
     )
     train = TrainingJobOperator.partial(
         task_id="train",
         aws_conn_id=AWS_CONN_ID,
         wait_for_completion=False,
+        **RETRIES,
     ).expand(config=plan_training(code))
     wait_training = JobSensor(
-        task_id="wait_training", jobs=train.output, aws_conn_id=AWS_CONN_ID, poke_interval=POLL_SECONDS
+        task_id="wait_training",
+        jobs=train.output,
+        aws_conn_id=AWS_CONN_ID,
+        poke_interval=POLL_SECONDS,
+        **RETRIES,
     )
 
     preprocess >> wait_preprocess >> train >> wait_training
