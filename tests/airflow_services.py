@@ -27,6 +27,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -160,8 +161,7 @@ class AirflowServices:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             **(env or {}),
         }
-        for key in ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS",):
-            self.env.pop(key, None)
+        self.env.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", None)  # log in as the user
 
     # ------------------------------------------------------------ lifecycle
 
@@ -170,6 +170,9 @@ class AirflowServices:
         (self.home / "passwords.json").write_text(json.dumps({self.username: self.password}))
         try:
             self.airflow("db", "migrate", timeout=timeout)
+            # Four processes share the file: in WAL mode readers and a writer work at once.
+            with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
+                db.execute("PRAGMA journal_mode=WAL")
             for component in self.components:
                 self.processes[component] = subprocess.Popen(
                     [sys.executable, "-m", "airflow", component],

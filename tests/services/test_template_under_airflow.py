@@ -2,9 +2,8 @@
 
 ``dag.test()`` runs triggers inline; here the deferred waits go through a real triggerer, the
 runs are triggered through the REST API as a user would, and the scheduler handles the
-deferrals (where Airflow's defer race lives). Slow: minutes. The runs go one after the other:
-the template has ``max_active_runs=1``, and five runs queued at once against SQLite stalled the
-api-server's execution API for tens of seconds.
+deferrals (where Airflow's defer race lives). Slow: minutes. The runs go one after the other,
+as the template's ``max_active_runs=1`` would run them anyway.
 """
 
 from __future__ import annotations
