@@ -8,6 +8,18 @@ since the wait started; it is computed from ``started_at``, which is serialized,
 restart resumes the same schedule and loses nothing else either: everything the trigger needs
 is in its kwargs.
 
+The first poll waits until ``min_first_poll`` seconds after ``started_at`` (the moment the
+task deferred), whatever ``poll_interval`` says: Airflow's defer race (apache/airflow #66374,
+#67287, #72716) can fail a task whose trigger fires before the scheduler has processed the
+worker's exit from its deferring run. The sensor and the operators check once before they
+defer, so a job that has already ended never waits this minimum. A triggerer restart resumes
+from ``started_at`` and does not wait it again.
+
+Nothing synchronous runs on the triggerer's event loop: the client (hook, connection, session,
+credentials, service model) is built in a worker thread once per run, see
+:func:`async_jobs_client`. The module itself imports no AWS library (the triggerer imports a
+trigger's module on its loop): the hook, botocore and aiobotocore load in that thread too.
+
 Throttling, server errors and connection errors that outlast botocore's retries are logged and
 tried again at the next poll. A Search / ListProcessingJobs denied by IAM is logged once and
 replaced by one Describe per job (``status_poll``). Any other API error ends the wait with a
@@ -30,15 +42,13 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from airflow_sm_provider._compat import BaseTrigger, TriggerEvent
+from airflow_sm_provider._compat import BaseTrigger, TriggerEvent, conf
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin
 from airflow_sm_provider.errors import SageMakerApiError, is_not_stoppable, is_transient
 from airflow_sm_provider.events import JOBS_FAILED, POLL_FAILED, JobsEvent
-from airflow_sm_provider.hooks.jobs import SageMakerJobsHook, api_error, jobs_hook
 from airflow_sm_provider.job_kinds import KINDS, JobKind, JobSummary, failure_lines
 from airflow_sm_provider.status_poll import (
     Call,
@@ -48,6 +58,61 @@ from airflow_sm_provider.status_poll import (
     run_poll_async,
     validate_jobs,
 )
+
+if TYPE_CHECKING:
+    from aiobotocore.client import AioBaseClient
+
+#: Where the provider's settings live in Airflow's configuration.
+CONFIG_SECTION = "sagemaker_provider"
+#: Default of ``[sagemaker_provider] min_first_poll_seconds``.
+MIN_FIRST_POLL_SECONDS = 10.0
+
+
+def default_min_first_poll() -> float:
+    """``[sagemaker_provider] min_first_poll_seconds`` (env
+    ``AIRFLOW__SAGEMAKER_PROVIDER__MIN_FIRST_POLL_SECONDS``), else 10.
+
+    The shortest time between a task deferring and its trigger's first poll: long enough for
+    the scheduler to process the worker's exit from the deferring run before the trigger can
+    fire (Airflow's defer race; see the module docstring). 0 turns the guard off.
+    """
+    value = conf.getfloat(CONFIG_SECTION, "min_first_poll_seconds", fallback=MIN_FIRST_POLL_SECONDS)
+    if value < 0:
+        raise ValueError(f"[{CONFIG_SECTION}] min_first_poll_seconds must be >= 0, got {value}")
+    return value
+
+
+@asynccontextmanager
+async def async_jobs_client(aws: AwsArgs) -> AsyncIterator[AioBaseClient]:
+    """An aiobotocore SageMaker client whose whole synchronous setup runs in a worker thread.
+
+    A trigger shares the triggerer's event loop with every other deferred task, so nothing
+    slow may run on it. Importing the hook, building it, reading the connection, making the
+    session and resolving credentials are synchronous, and so, inside aiobotocore's ``async``
+    client creation, are loading the SageMaker service model (megabytes of JSON), building the
+    client class and resolving the endpoint: 0.7-2 s on the loop for the first client of a
+    process, measured. All of it runs in one thread, on a private event loop that only creates
+    and opens the client. Nothing of the client is bound to that loop (aiobotocore creates its
+    aiohttp session on the first request, and asyncio's locks bind to a loop on first
+    contention), so the client is then used, and closed, on the caller's loop.
+
+    One stall is left, once per process: while the first client's thread imports the Amazon
+    provider and botocore, the loop still stalls (seen at 0.2-2 s on a busy 2-core machine);
+    later clients leave it alone.
+    """
+
+    def open_client() -> tuple[Any, AioBaseClient]:
+        from airflow_sm_provider.hooks.jobs import jobs_hook
+
+        hook = jobs_hook(aws)
+        context = hook.get_client_type(region_name=hook.region_name, deferrable=True)
+        return context, asyncio.run(context.__aenter__())
+
+    context, client = await asyncio.to_thread(open_client)
+    try:
+        yield client
+    finally:
+        await context.__aexit__(None, None, None)
 
 
 class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
@@ -60,6 +125,8 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
     :param max_poll_interval: longest delay between polls, in seconds.
     :param stop_on_kill: stop unfinished jobs when the deferred task is killed (Airflow 3.3+).
     :param started_at: epoch seconds the wait began (set on first construction; drives backoff).
+    :param min_first_poll: seconds after ``started_at`` before the first poll; default
+        ``default_min_first_poll()``, read where the trigger is first built (the worker).
     """
 
     def __init__(
@@ -74,6 +141,7 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
         max_poll_interval: float = 300,
         stop_on_kill: bool = False,
         started_at: float | None = None,
+        min_first_poll: float | None = None,
     ) -> None:
         super().__init__()
         if not jobs:
@@ -86,6 +154,9 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
         self.max_poll_interval = max(poll_interval, max_poll_interval)
         self.stop_on_kill = stop_on_kill
         self.started_at = time.time() if started_at is None else started_at
+        self.min_first_poll = default_min_first_poll() if min_first_poll is None else min_first_poll
+        if self.min_first_poll < 0:
+            raise ValueError(f"min_first_poll must be >= 0, got {self.min_first_poll}")
         self._unfinished: set[str] | None = None  # known after the first poll of this instance
         self._denied: set[str] = set()  # listing methods IAM denies: described instead
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
@@ -101,18 +172,27 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
                 "max_poll_interval": self.max_poll_interval,
                 "stop_on_kill": self.stop_on_kill,
                 "started_at": self.started_at,
+                "min_first_poll": self.min_first_poll,
             },
         )
-
-    def hook(self) -> SageMakerJobsHook:
-        return jobs_hook(self.aws)
 
     @property
     def refs(self) -> list[tuple[JobKind, str]]:
         return [(JobKind(job["kind"]), job["name"]) for job in self.jobs]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        async with await self.hook().get_async_conn() as client:
+        first_poll_in = self.started_at + self.min_first_poll - time.time()
+        if first_poll_in > 0:
+            self.log.info(
+                "First status poll in %.1f s ([%s] min_first_poll_seconds, against Airflow's defer race)",
+                first_poll_in,
+                CONFIG_SECTION,
+            )
+            await asyncio.sleep(first_poll_in)
+        async with async_jobs_client(self.aws) as client:
+            from botocore.exceptions import BotoCoreError, ClientError  # loaded by now: no cost
+
+            from airflow_sm_provider.hooks.jobs import api_error
 
             async def invoke(call: Call) -> Mapping[str, Any]:
                 try:
@@ -182,7 +262,10 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
         targets = [
             (kind, name) for kind, name in self.refs if self._unfinished is None or name in self._unfinished
         ]
-        async with await self.hook().get_async_conn() as client:
+        async with async_jobs_client(self.aws) as client:
+            from botocore.exceptions import ClientError  # loaded by now: no cost
+
+            from airflow_sm_provider.hooks.jobs import api_error
 
             async def stop(kind: JobKind, name: str) -> None:
                 spec = KINDS[kind]

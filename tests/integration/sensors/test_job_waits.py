@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import asynccontextmanager
 
 import pytest
 from botocore.exceptions import ClientError
@@ -35,7 +36,13 @@ def start(aws_env, engine, s3_bucket):
 
 
 def trigger(*names: str, **kwargs) -> JobStatusTrigger:
-    kwargs = {"aws_conn_id": None, "poll_interval": 0.01, "max_poll_interval": 0.02, **kwargs}
+    kwargs = {
+        "aws_conn_id": None,
+        "poll_interval": 0.01,
+        "max_poll_interval": 0.02,
+        "min_first_poll": 0,
+        **kwargs,
+    }
     return JobStatusTrigger(jobs=[{"kind": "training", "name": n} for n in names], **kwargs)
 
 
@@ -152,25 +159,16 @@ def denying(monkeypatch, *operations: str) -> None:
             model.name,
         )
 
-    class Denying:
-        def __init__(self, context) -> None:
-            self.context = context
+    real = trigger_module.async_jobs_client
 
-        async def __aenter__(self):
-            client = await self.context.__aenter__()
+    @asynccontextmanager
+    async def denied(aws):
+        async with real(aws) as client:
             for operation in operations:
                 client.meta.events.register(f"before-call.sagemaker.{operation}", deny)
-            return client
+            yield client
 
-        async def __aexit__(self, *exc):
-            return await self.context.__aexit__(*exc)
-
-    real = SageMakerJobsHook.get_async_conn
-
-    async def get_async_conn(self):
-        return Denying(await real(self))
-
-    monkeypatch.setattr(SageMakerJobsHook, "get_async_conn", get_async_conn)
+    monkeypatch.setattr(trigger_module, "async_jobs_client", denied)
 
 
 def test_a_denied_search_is_waited_through_with_describes(start, monkeypatch):
