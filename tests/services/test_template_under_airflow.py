@@ -26,7 +26,7 @@ pytestmark = pytest.mark.services
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 DAG_ID = "sagemaker_training_pipeline"
 RUNS = 5
-LEARNING_RATES = [0.1, 0.5]
+LEARNING_RATES = [0.1, 0.5]  # the sweep of each run: two small, quick candidates
 DEFERRED = ("wait_preprocess", "wait_training")
 
 
@@ -50,6 +50,7 @@ def test_five_rest_triggered_runs_of_the_template_succeed(tmp_path: Path) -> Non
                 {"conn_type": "aws", "extra": {"endpoint_url": engine.endpoint_url}}
             ),
             "SAGEMAKER_PIPELINE_POLL_SECONDS": "2",
+            "SAGEMAKER_PIPELINE_REPLOT_SECONDS": "5",
             # Only the runs this test triggers: no scheduled run of the weekly template.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         }
@@ -58,7 +59,13 @@ def test_five_rest_triggered_runs_of_the_template_succeed(tmp_path: Path) -> Non
             api.wait_for_dag(DAG_ID)
             api.unpause(DAG_ID)
             now = datetime.now(UTC)
-            conf = {"bucket": bucket, "prefix": "services", "learning_rates": LEARNING_RATES, "epochs": 30}
+            conf = {
+                "bucket": bucket,
+                "prefix": "services",
+                "experiment": "services-test",
+                "grid": {"learning-rate": LEARNING_RATES, "hidden-units": [16]},
+                "epochs": 5,
+            }
             runs = []
             for index in range(RUNS):  # one after the other, as max_active_runs=1 runs them anyway
                 run = api.trigger(DAG_ID, conf, logical_date=now - timedelta(minutes=index))
