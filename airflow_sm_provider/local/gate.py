@@ -227,9 +227,31 @@ def _buffer_body(environ: dict[str, Any], limit: int | None) -> str:
         spool.close()
         raise
     spool.seek(0)
-    environ.update({"wsgi.input": spool, "wsgi.input_terminated": True, "CONTENT_LENGTH": str(size)})
+    environ.update(
+        {"wsgi.input": _ReadOnlyBody(spool), "wsgi.input_terminated": True, "CONTENT_LENGTH": str(size)}
+    )
     environ.pop("HTTP_TRANSFER_ENCODING", None)
     return digest.hexdigest()
+
+
+class _ReadOnlyBody:
+    """The buffered body, handed on as a stream opened for reading.
+
+    A spooled file says ``mode == "w+b"``; ``gzip.GzipFile(fileobj=...)`` reads that to mean
+    "write", and moto decompresses gzip-encoded bodies (boto3 compresses PutMetricData of 10 KB
+    or more) that way.
+    """
+
+    mode = "rb"
+
+    def __init__(self, spool: Any) -> None:
+        self._spool = spool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spool, name)
+
+    def __iter__(self) -> Any:
+        return iter(self._spool)
 
 
 def _without_cors(start_response: StartResponse) -> StartResponse:
