@@ -16,6 +16,7 @@ or ``inf``: the report's health rules flag such a run, which is why the demo swe
 """
 
 import argparse
+import contextlib
 import math
 import os
 import pickle
@@ -48,19 +49,23 @@ def accuracy(model, x, y):
 
 
 def experiment_run():
-    """The SageMaker Experiments Run of this job, or None (no SDK in the image, or no Run)."""
+    """A context giving the job's SageMaker Experiments Run, or None (no SDK in the image, no Run).
+
+    The SDK's Run logs only inside its ``with`` block; leaving the block marks the Run
+    Completed, and the provider records the job's real outcome on it when the job ends.
+    """
     try:
         from sagemaker.core.experiments.run import load_run  # sagemaker-core (SDK v3)
     except ImportError:
         try:
             from sagemaker.experiments.run import load_run  # SDK v2, as in AWS framework images
         except ImportError:
-            return None
+            return contextlib.nullcontext()
     try:
         return load_run()
     except Exception as error:  # no Run for this job: metrics go to the log only
         print(f"not logging to SageMaker Experiments: {error}")
-        return None
+        return contextlib.nullcontext()
 
 
 def restore(seed, learning_rate, hidden_units):
@@ -102,25 +107,25 @@ def main():
     x_train, y_train = load("train")
     x_val, y_val = load("validation")
     model, done = restore(args.seed, args.learning_rate, args.hidden_units)
-    run = experiment_run()
     rng = np.random.default_rng(args.seed + done)
 
-    for epoch in range(done + 1, args.epochs + 1):
-        order = rng.permutation(len(x_train))
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")  # overflow warnings of a diverging run
-            model.partial_fit(x_train[order], y_train[order], classes=CLASSES)
-        values = {
-            "train_loss": cross_entropy(model, x_train, y_train),
-            "val_loss": cross_entropy(model, x_val, y_val),
-            "val_accuracy": accuracy(model, x_val, y_val),
-        }
-        print(f"epoch={epoch} " + " ".join(f"{name}={value:.5f}" for name, value in values.items()))
-        if run is not None:
-            for name, value in values.items():
-                if math.isfinite(value):  # the SDK drops non-finite values; the log line keeps them
-                    run.log_metric(name=name, value=value, step=epoch)
-        checkpoint(model, epoch)
+    with experiment_run() as run:
+        for epoch in range(done + 1, args.epochs + 1):
+            order = rng.permutation(len(x_train))
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")  # overflow warnings of a diverging run
+                model.partial_fit(x_train[order], y_train[order], classes=CLASSES)
+            values = {
+                "train_loss": cross_entropy(model, x_train, y_train),
+                "val_loss": cross_entropy(model, x_val, y_val),
+                "val_accuracy": accuracy(model, x_val, y_val),
+            }
+            print(f"epoch={epoch} " + " ".join(f"{name}={value:.5f}" for name, value in values.items()))
+            if run is not None:
+                for name, value in values.items():
+                    if math.isfinite(value):  # the SDK drops non-finite values; the log line keeps them
+                        run.log_metric(name=name, value=value, step=epoch)
+            checkpoint(model, epoch)
 
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "model"))
     model_dir.mkdir(parents=True, exist_ok=True)
