@@ -1,4 +1,4 @@
-"""Airflow loads this file from its plugins folder; the plugin lives in the installed package."""
+"""Airflow loads this file from its plugins folder; the plugin is in the installed package."""
 
 from airflow_sm_provider.ui.plugin import SageMakerReportsPlugin
 
