@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -79,6 +80,13 @@ def password(home: Path) -> tuple[Path, str]:
     return path, value
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (another Airflow on this machine may hold the defaults)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def airflow_environment(
     home: Path, dags_folder: Path, engine_env: dict[str, str], *, port: int, report_prefix: str
 ) -> dict[str, str]:
@@ -96,6 +104,11 @@ def airflow_environment(
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__API__WORKERS": "1",
+        # A laptop busy with training jobs answers slowly: the default 5 s fails tasks at start.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        # The scheduler's and triggerer's log servers (default 8793 / 8794).
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
