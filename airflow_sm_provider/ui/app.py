@@ -65,16 +65,14 @@ def _airflow_dag_read_check() -> Callable[..., None]:
 
 @cache
 def report_csp() -> str:
-    """The header policy of a served ``report.html``: the installed renderer's, else :data:`PAGE_CSP`.
+    """The header policy of a served ``report.html``: the one the installed renderer writes.
 
     Computed here, never read from S3: whoever can write the bucket must not choose the
     policy of a page shown in Airflow's origin. A report written by another version of the
-    renderer keeps its content readable; only its script (column sorting) may be blocked.
+    renderer stays readable; only its script (column sorting) may be blocked.
     """
-    try:
-        from airflow_sm_provider.reporting.render import TEMPLATES, content_security_policy
-    except ImportError:
-        return PAGE_CSP
+    from airflow_sm_provider.reporting.render import TEMPLATES, content_security_policy
+
     script = (TEMPLATES / "report.js").read_text("utf-8")
     style = (TEMPLATES / "report.css").read_text("utf-8")
     return content_security_policy(script, style)

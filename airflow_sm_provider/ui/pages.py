@@ -6,7 +6,8 @@ through ``encode_segment``, which leaves no ``/`` or ``..``) and a file name fro
 :data:`REPORT_FILES`. Anything else is refused, so no request reaches outside the report prefix.
 
 Our own pages (the listing, messages) are rendered with Jinja2 autoescape and carry
-:data:`PAGE_CSP`: no script at all, inline style only. No AWS, no Airflow.
+:data:`PAGE_CSP`: no script at all, inline style only. No AWS, no Airflow (the report renderer
+is imported for its file table, pure as well).
 """
 
 from __future__ import annotations
@@ -18,18 +19,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from airflow_sm_provider.reporting.render import CONTENT_TYPES
 from airflow_sm_provider.s3_keys import decode_segment, report_prefix
 
 if TYPE_CHECKING:
     import jinja2
 
 # The files a report is made of, with the type each is served as; nothing else is served.
-REPORT_FILES: dict[str, str] = {
-    "report.html": "text/html; charset=utf-8",
-    "report.json": "application/json",
-    "runs.csv": "text/csv; charset=utf-8",
-    "metrics.csv": "text/csv; charset=utf-8",
-}
+REPORT_FILES = CONTENT_TYPES
 REPORT_PAGE = "report.html"
 # Our own pages: nothing runs, nothing is fetched, only our frame parent may embed them.
 PAGE_CSP = (

@@ -69,7 +69,7 @@ def test_listing_and_messages_escape_what_they_show() -> None:
     for html in (page, message):
         assert "<script>" not in html
         assert "&lt;script&gt;" in html
-    assert "href=\"/v/dags/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/runs/" in page
+    assert 'href="/v/dags/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/runs/' in page
 
 
 def test_own_pages_allow_no_script_and_only_same_origin_framing() -> None:

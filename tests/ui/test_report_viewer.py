@@ -29,10 +29,7 @@ PREFIX = "sweeps"
 DAG = "sweep"
 RUN = "manual__2026-01-02T03:04:05+00:00"
 XSS_RUN = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>"
-REPORT_HTML = (
-    b"<!doctype html><html><head><title>Report</title></head><body>"
-    b"<td>&lt;script&gt;alert(&#39;hp&#39;)&lt;/script&gt;</td></body></html>"
-)
+PAYLOAD = "<script>alert('report')</script><img src=x onerror=alert(3)>"
 DAGS_BY_USER = {"alice": {DAG}, "bob": {"another_dag"}}
 
 
@@ -62,22 +59,34 @@ def api(airflow_db: Any) -> Iterator[tuple[TestClient, Any]]:
     api_app.purge_cached_app()
 
 
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, Any]:
+    """A real report whose run name, hyperparameter and failure reason carry markup."""
+    from airflow_sm_provider.reporting.model import Objective, RunRecord, build_report
+    from airflow_sm_provider.reporting.render import render_artifacts, render_html
+
+    run = RunRecord(name=PAYLOAD, status="Failed", failure_reason=PAYLOAD, hyperparameters={"eta": PAYLOAD})
+    report = build_report([run], None, Objective("validation:loss"))
+    return {"files": render_artifacts(report, None), "csp": render_html(report).csp}
+
+
 @pytest.fixture
 def viewer(
     api: tuple[TestClient, Any],
+    rendered: dict[str, Any],
     aws_env: dict[str, str],
     engine: Any,
     s3_bucket: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[TestClient, Any]:
-    """The viewer reading a new bucket that holds two reports and two secrets beside them."""
+    """The viewer reading a new bucket that holds two DAG runs' reports and two secrets beside them."""
     monkeypatch.setenv("AIRFLOW__SAGEMAKER_PROVIDER__REPORT_BUCKET", s3_bucket)
     monkeypatch.setenv("AIRFLOW__SAGEMAKER_PROVIDER__REPORT_PREFIX", PREFIX)
     s3 = engine.client("s3")
     for run_id in (RUN, XSS_RUN):
         folder = report_prefix(PREFIX, DAG, run_id)
-        s3.put_object(Bucket=s3_bucket, Key=folder + "report.html", Body=REPORT_HTML)
-        s3.put_object(Bucket=s3_bucket, Key=folder + "runs.csv", Body=b"rank,name\n1,a\n")
+        for name, (body, content_type) in rendered["files"].items():
+            s3.put_object(Bucket=s3_bucket, Key=folder + name, Body=body, ContentType=content_type)
     s3.put_object(Bucket=s3_bucket, Key="secret/report.html", Body=b"SECRET")
     s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/secret.txt", Body=b"SECRET")
     api[0].cookies.clear()
@@ -111,25 +120,30 @@ def test_listing_escapes_run_ids_carrying_markup(viewer: tuple[TestClient, Any])
     assert str(markupsafe.escape(XSS_RUN)) in body
 
 
-def test_shows_a_report_with_the_cookie_the_ui_sets_and_its_policy(viewer: tuple[TestClient, Any]) -> None:
+def test_shows_a_report_with_the_cookie_the_ui_sets_and_its_policy(
+    viewer: tuple[TestClient, Any], rendered: dict[str, Any]
+) -> None:
     client, am = viewer
     client.cookies.set("_token", _token(am, "alice"))  # what the UI's iframe sends
     response = client.get(f"/sagemaker-reports/dags/{DAG}/runs/{RUN}")
     assert response.status_code == 200
-    assert response.content == REPORT_HTML  # served as written: its escaping intact
+    assert response.content == rendered["files"]["report.html"][0]  # as written: escaping intact
+    assert PAYLOAD not in response.text and str(markupsafe.escape(PAYLOAD)) in response.text
     assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["content-security-policy"] == report_csp()
-    assert "frame-ancestors 'self'" in report_csp()
+    assert response.headers["content-security-policy"] == rendered["csp"] == report_csp()
+    assert "frame-ancestors 'self'" in rendered["csp"]
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-def test_serves_the_other_report_files_as_downloads(viewer: tuple[TestClient, Any]) -> None:
+def test_serves_the_other_report_files_as_downloads(
+    viewer: tuple[TestClient, Any], rendered: dict[str, Any]
+) -> None:
     client, am = viewer
     response = client.get(
         f"/sagemaker-reports/dags/{DAG}/runs/{RUN}", params={"file": "runs.csv"}, headers=_bearer(am, "alice")
     )
     assert response.status_code == 200
-    assert response.content == b"rank,name\n1,a\n"
+    assert response.content == rendered["files"]["runs.csv"][0]
     assert response.headers["content-type"].startswith("text/csv")
     assert response.headers["content-disposition"] == 'attachment; filename="runs.csv"'
 
@@ -139,7 +153,7 @@ def test_anonymous_requests_are_refused(viewer: tuple[TestClient, Any], path: st
     client, _ = viewer
     response = client.get(f"/sagemaker-reports{path}")
     assert response.status_code == 401
-    assert b"alert" not in response.content and b"rank,name" not in response.content
+    assert b"alert" not in response.content
 
 
 def test_a_forged_token_is_refused(viewer: tuple[TestClient, Any]) -> None:
@@ -155,7 +169,7 @@ def test_a_user_who_may_not_read_the_dag_may_not_read_its_reports(
     client, am = viewer
     response = client.get(f"/sagemaker-reports{path}", headers=_bearer(am, "bob"))
     assert response.status_code == 403
-    assert response.content != REPORT_HTML
+    assert b"alert" not in response.content
 
 
 @pytest.mark.parametrize(
