@@ -138,6 +138,18 @@ def _wait_ready(url: str, children: dict[str, subprocess.Popen[bytes]], stop: th
     return f"the API server did not answer within {READY_TIMEOUT_SECONDS:.0f} s"
 
 
+def _airflow(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "airflow", *arguments]
+
+
+def _start_service(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """One Airflow service in a new session: its own process group, holding all it forks."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            _airflow(name), env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 def run_ui(args: argparse.Namespace) -> int:
     """Run the engine and Airflow's services until Ctrl-C or SIGTERM; end every process started."""
     from airflow_sm_provider.demo import DEMO_BUCKET
@@ -153,7 +165,8 @@ def run_ui(args: argparse.Namespace) -> int:
     (home / "plugins" / "sagemaker_reports.py").write_text(PLUGIN_FILE_TEXT)
     password_file, secret = password(home)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell may start us ignoring it
+        signal.signal(signum, lambda *_: stop.set())
     groups = []
     with LocalEngine(data_dir=home / "engine") as engine:
         engine.client("s3").create_bucket(Bucket=DEMO_BUCKET)
@@ -166,20 +179,14 @@ def run_ui(args: argparse.Namespace) -> int:
         url = env["AIRFLOW__API__BASE_URL"]
         print(f"local SageMaker engine at {engine.endpoint_url}; AIRFLOW_HOME={home}", flush=True)
         print("migrating Airflow's database ...", flush=True)
-        subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
-        )
+        migrate = subprocess.run(_airflow("db", "migrate"), env=env, check=False, stdout=subprocess.DEVNULL)
+        if migrate.returncode or stop.is_set():
+            print("airflow db migrate did not complete", file=sys.stderr)
+            return 1
         children: dict[str, subprocess.Popen[bytes]] = {}
         try:
             for name in SERVICES:
-                with open(home / "logs" / f"{name}.log", "ab") as log_file:
-                    children[name] = subprocess.Popen(
-                        [sys.executable, "-m", "airflow", name],
-                        env=env,
-                        stdout=log_file,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+                children[name] = _start_service(name, env, home / "logs" / f"{name}.log")
                 groups.append(process_group_of(children[name].pid))
             print(f"starting {', '.join(SERVICES)} (logs in {home / 'logs'}) ...", flush=True)
             problem = _wait_ready(url, children, stop)
@@ -196,8 +203,6 @@ def run_ui(args: argparse.Namespace) -> int:
                     print(f"airflow {', '.join(failed)} exited; see {home / 'logs'}", file=sys.stderr)
                     return 1
                 stop.wait(1.0)
-            return 0
-        except KeyboardInterrupt:
             return 0
         finally:
             print("stopping Airflow's services and the engine ...", flush=True)
