@@ -45,3 +45,24 @@ def test_report_link_opens_the_run_tab_of_the_ui() -> None:
 
 def test_the_plugins_folder_file_is_what_airflow_sm_ui_writes() -> None:
     assert (REPO / "plugins" / "sagemaker_reports.py").read_text() == PLUGIN_FILE_TEXT
+
+
+def test_on_airflow_2_the_plugin_registers_nothing_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import importlib
+
+    import airflow_sm_provider._compat as compat
+    import airflow_sm_provider.ui.plugin as plugin
+
+    monkeypatch.setattr(compat, "AIRFLOW_V3", False)
+    try:
+        with caplog.at_level("INFO", logger=plugin.__name__):
+            airflow2 = importlib.reload(plugin).SageMakerReportsPlugin
+        assert not getattr(airflow2, "fastapi_apps", []) and not getattr(airflow2, "external_views", [])
+        assert [r.message for r in caplog.records if r.name == plugin.__name__] == [
+            "sagemaker_reports plugin: Airflow 2 has no FastAPI API server; the report viewer is off"
+        ]
+    finally:
+        monkeypatch.undo()
+        importlib.reload(plugin)
