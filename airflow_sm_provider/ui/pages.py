@@ -110,7 +110,7 @@ _LISTING = """<!doctype html>
 {% for run in runs %}<tr>
 <td><a href="{{ link(run.run_id) }}" target="_self">{{ run.run_id }}</a></td>
 <td>{{ run.modified.strftime("%Y-%m-%d %H:%M:%S") if run.modified else "" }}</td>
-<td class="files">{% for name in run.files %}
+<td class="files">{% for name in files if name in run.files %}
 <a href="{{ link(run.run_id, name) }}">{{ name }}</a>{% endfor %}</td>
 </tr>{% endfor %}</tbody></table>
 {% else %}<p>No report has been written for this DAG yet.</p>{% endif %}
@@ -147,6 +147,7 @@ def render_listing(dag_id: str, runs: list[RunReport], *, location: str, base: s
             location=location,
             truncated=len(runs) >= MAX_LISTED_RUNS,
             link=link,
+            files=list(REPORT_FILES),  # always in one order: the page first
             style=_STYLE,
         )
     )

@@ -107,11 +107,23 @@ class Chromium:
         self.call("Network.setCookie", url=url, name=name, value=value, httpOnly=True, sameSite="Lax")
 
     def screenshot(
-        self, url: str, path: Path, *, settle_seconds: float = 6.0, full_page: bool = False
+        self,
+        url: str | None,
+        path: Path,
+        *,
+        ready: str = "true",
+        timeout: float = 90.0,
+        full_page: bool = False,
     ) -> Path:
-        """Open ``url``, let the page (a single-page app) settle, write a PNG to ``path``."""
-        self.call("Page.navigate", url=url)
-        time.sleep(settle_seconds)
+        """Open ``url`` (None: stay), wait until the JavaScript ``ready`` is true, write a PNG to ``path``.
+
+        The UI is a single-page app that renders after its API calls, and plugin tabs load in
+        an iframe after that: ``ready`` says what must be on screen before the picture.
+        """
+        if url is not None:
+            self.call("Page.navigate", url=url)
+        self.wait_until(ready, timeout)
+        time.sleep(1.0)  # let the last paint land
         params: dict[str, Any] = {"format": "png"}
         if full_page:
             metrics = self.call("Page.getLayoutMetrics")["cssContentSize"]
@@ -121,7 +133,18 @@ class Chromium:
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", **params)["data"]))
         return path
 
+    def wait_until(self, expression: str, timeout: float = 90.0) -> None:
+        """Poll a JavaScript expression until it is true; fail naming it after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.text(f"Boolean({expression})") != "True":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"page not ready after {timeout:.0f} s: {expression}")
+            time.sleep(0.5)
+
     def text(self, expression: str = "document.body.innerText") -> str:
-        """A JavaScript expression's string value in the page (what a reader would see)."""
+        """A JavaScript expression's value in the page as text (``True``/``False`` for booleans)."""
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"]
         return str(result.get("value"))
+
+    # What the Airflow UI shows once a plugin tab's iframe holds its page.
+    FRAME_LOADED = "document.querySelector('iframe')?.contentDocument?.body?.innerText.trim().length > 0"
