@@ -125,6 +125,13 @@ def _no_bucket() -> HTMLResponse:
     )
 
 
+def _s3_refused(error: Exception, bucket: str) -> HTMLResponse:
+    """S3's refusal by its error code only (messages may name accounts or roles)."""
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
+    log.warning("SageMaker reports: S3 refused a read in bucket %s: %s", bucket, code)
+    return _html(render_message("Cannot read the reports", f"S3 answered {code} for bucket {bucket}."), 502)
+
+
 def create_app() -> FastAPI:
     """The viewer's app; the plugin hands it to Airflow, tests mount it the same way."""
     app = FastAPI(title="SageMaker comparison reports", docs_url=None, redoc_url=None, openapi_url=None)
@@ -140,8 +147,13 @@ def create_app() -> FastAPI:
             dag_prefix = dag_reports_prefix(prefix, dag_id)
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
+        from botocore.exceptions import ClientError
+
         pages = _s3(conn_id).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=dag_prefix)
-        runs = group_reports((obj for page in pages for obj in page.get("Contents", [])), dag_prefix)
+        try:
+            runs = group_reports((obj for page in pages for obj in page.get("Contents", [])), dag_prefix)
+        except ClientError as error:
+            return _s3_refused(error, bucket)
         location = f"s3://{bucket}/{dag_prefix}"
         return _html(render_listing(dag_id, runs, location=location, base=_base(request)))
 
@@ -155,10 +167,13 @@ def create_app() -> FastAPI:
             key = report_file_key(prefix, dag_id, run_id, file)
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
-        s3 = _s3(conn_id)
+        from botocore.exceptions import ClientError
+
         try:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except s3.exceptions.NoSuchKey:
+            body = _s3(conn_id).get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "NoSuchKey":
+                return _s3_refused(error, bucket)
             text = f"DAG run {run_id} has no {file} at s3://{bucket}/{key} (yet)."
             return _html(render_message("No report", text, back=dag_path(_base(request), dag_id)), 404)
         if file == REPORT_PAGE:  # the bytes as written: the renderer's escaping stays as it is

@@ -208,3 +208,14 @@ def test_without_a_configured_bucket_the_page_says_what_to_set(
     response = client.get(f"/sagemaker-reports/dags/{DAG}", headers=_bearer(am, "alice"))
     assert response.status_code == 503
     assert "report_bucket" in response.text
+
+
+@pytest.mark.parametrize("path", [f"/dags/{DAG}", f"/dags/{DAG}/runs/{RUN}"])
+def test_a_bucket_s3_refuses_is_a_502_naming_the_error_code(
+    viewer: tuple[TestClient, Any], monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    client, am = viewer
+    monkeypatch.setenv("AIRFLOW__SAGEMAKER_PROVIDER__REPORT_BUCKET", "no-such-bucket-for-reports")
+    response = client.get(f"/sagemaker-reports{path}", headers=_bearer(am, "alice"))
+    assert response.status_code == 502
+    assert "NoSuchBucket" in response.text

@@ -53,6 +53,7 @@ TRIGGER_BUTTON = (
     "[...document.querySelectorAll('button')].filter(b => b.innerText.trim() === 'Trigger').pop()"
 )
 FORM_WITH_PARAMS = "document.body.innerText.includes('learning_rates')"  # the open dialog's Params
+PARAM_LABEL = "[...document.querySelectorAll('label')].find(e => e.innerText.includes('learning_rates'))"
 GRID_WITH_TASKS = "document.body.innerText.includes('wait_training')"
 FRAME_TEXT = "document.querySelector('iframe').contentDocument.body.innerText"
 
@@ -182,6 +183,8 @@ def test_a_run_triggered_with_custom_params_succeeds_and_reads_well_in_the_ui(st
         browser.screenshot(f"{stack.url}/dags/{DAG_ID}", shots / "dag.png", ready=TRIGGER_BUTTON)
         browser.call("Runtime.evaluate", expression=f"{TRIGGER_BUTTON}.click()")
         browser.screenshot(None, shots / "trigger-form.png", ready=FORM_WITH_PARAMS)
+        browser.call("Runtime.evaluate", expression=f"{PARAM_LABEL}?.scrollIntoView({{block: 'center'}})")
+        browser.screenshot(None, shots / "trigger-form-params.png", ready=FORM_WITH_PARAMS)
         browser.screenshot(run_page, shots / "grid.png", ready=GRID_WITH_TASKS)
         report_tab = f"{run_page}/plugin/sagemaker-report"
         browser.screenshot(report_tab, shots / "report-tab.png", ready=Chromium.FRAME_LOADED)
