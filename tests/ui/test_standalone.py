@@ -134,7 +134,7 @@ def _upload_report(stack: RunningUI, run_id: str) -> None:
     """A rendered report for the run, where the report task will write it (the template has none yet)."""
     import boto3
 
-    from airflow_sm_provider.local.context import ENGINE_ACCESS_KEY_ID, ENGINE_SECRET_ACCESS_KEY
+    from airflow_sm_provider.local.credentials import FILE_NAME, read_file
     from airflow_sm_provider.reporting.model import Objective, RunRecord, build_report
     from airflow_sm_provider.reporting.render import render_artifacts
     from airflow_sm_provider.s3_keys import report_prefix
@@ -144,12 +144,13 @@ def _upload_report(stack: RunningUI, run_id: str) -> None:
         for lr in CUSTOM_PARAMS["learning_rates"]
     ]
     report = build_report(runs, None, Objective("validation:loss"))
+    key = read_file(stack.home / "engine" / FILE_NAME)  # the engine keeps its key in its data dir
     s3 = boto3.client(
         "s3",
         endpoint_url=stack.engine_url,
         region_name="us-east-1",
-        aws_access_key_id=ENGINE_ACCESS_KEY_ID,
-        aws_secret_access_key=ENGINE_SECRET_ACCESS_KEY,
+        aws_access_key_id=key.access_key_id,
+        aws_secret_access_key=key.secret_access_key,
     )
     folder = report_prefix("digits-demo", DAG_ID, run_id)
     for name, (body, content_type) in render_artifacts(report, None).items():
