@@ -47,13 +47,13 @@ def test_airflow_listens_on_loopback_and_reaches_the_engine(tmp_path: Path) -> N
 
 
 DAG_ID = "sagemaker_training_pipeline"
-CUSTOM_PARAMS = {"learning_rates": [0.05, 0.3], "epochs": 4}
+CUSTOM_PARAMS = {"grid": {"learning-rate": [0.05, 0.3], "hidden-units": [16]}, "epochs": 4}
 # What the browser waits for and reads (the UI's own markup, so kept loose).
 TRIGGER_BUTTON = (
     "[...document.querySelectorAll('button')].filter(b => b.innerText.trim() === 'Trigger').pop()"
 )
-FORM_WITH_PARAMS = "document.body.innerText.includes('learning_rates')"  # the open dialog's Params
-PARAM_LABEL = "[...document.querySelectorAll('label')].find(e => e.innerText.includes('learning_rates'))"
+FORM_WITH_PARAMS = "document.body.innerText.includes('Hyperparameter grid')"  # the dialog's Params
+PARAM_LABEL = "[...document.querySelectorAll('label')].find(e => e.innerText.includes('Hyperparameter'))"
 GRID_WITH_TASKS = "document.body.innerText.includes('wait_training')"
 FRAME_TEXT = "document.querySelector('iframe').contentDocument.body.innerText"
 
@@ -130,33 +130,6 @@ def test_the_viewer_is_behind_the_login(stack: RunningUI) -> None:
     assert page.status_code == 200 and "No report has been written" in page.text
 
 
-def _upload_report(stack: RunningUI, run_id: str) -> None:
-    """A rendered report for the run, where the report task will write it (the template has none yet)."""
-    import boto3
-
-    from airflow_sm_provider.local.credentials import FILE_NAME, read_file
-    from airflow_sm_provider.reporting.model import Objective, RunRecord, build_report
-    from airflow_sm_provider.reporting.render import render_artifacts
-    from airflow_sm_provider.s3_keys import report_prefix
-
-    runs = [
-        RunRecord(name=f"lr-{lr}", status="Completed", hyperparameters={"learning_rate": str(lr)})
-        for lr in CUSTOM_PARAMS["learning_rates"]
-    ]
-    report = build_report(runs, None, Objective("validation:loss"))
-    key = read_file(stack.home / "engine" / FILE_NAME)  # the engine keeps its key in its data dir
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.engine_url,
-        region_name="us-east-1",
-        aws_access_key_id=key.access_key_id,
-        aws_secret_access_key=key.secret_access_key,
-    )
-    folder = report_prefix("digits-demo", DAG_ID, run_id)
-    for name, (body, content_type) in render_artifacts(report, None).items():
-        s3.put_object(Bucket="airflow-sm-demo", Key=folder + name, Body=body, ContentType=content_type)
-
-
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
 def test_a_run_triggered_with_custom_params_succeeds_and_reads_well_in_the_ui(stack: RunningUI) -> None:
@@ -172,7 +145,14 @@ def test_a_run_triggered_with_custom_params_succeeds_and_reads_well_in_the_ui(st
     assert state == "success"
     tries = api.get(f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances").json()
     assert len([t for t in tries["task_instances"] if t["task_id"] == "train"]) == 2  # one per rate
-    _upload_report(stack, run_id)
+    # The report task's report, through the viewer, as the run's tab loads it.
+    report = httpx.get(
+        f"{stack.url}/sagemaker-reports/dags/{DAG_ID}/runs/{quote(run_id, safe='')}",
+        cookies={"_token": stack.token()},
+        timeout=60,
+    )
+    assert report.status_code == 200 and "Comparison of 2 runs" in report.text
+    assert "frame-ancestors 'self'" in report.headers["content-security-policy"]
 
     if chromium_path() is None:
         pytest.skip("no Chromium for the screenshots")
