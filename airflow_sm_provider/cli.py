@@ -3,6 +3,7 @@
 airflow-sm local up [--host H] [--port P] [--data-dir DIR] [--max-concurrent-jobs N]
 airflow-sm demo [--artifacts DIR] [--dags-folder DIR] [--conf JSON]
 airflow-sm mwaa build --airflow-version X [--out DIR] [IAM values]   (see airflow_sm_provider.mwaa)
+airflow-sm ui [--home DIR] [--dags-folder DIR] [--port P] [--report-prefix PREFIX]
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ def run_demo(args: argparse.Namespace) -> int:
     from airflow_sm_provider.demo import run_demo as demo
 
     return demo(args.artifacts, args.dags_folder, json.loads(args.conf) if args.conf else None)
+
+
+def add_ui_command(commands: argparse._SubParsersAction) -> None:
+    """``airflow-sm ui``: Airflow's UI and services on this machine, against a local engine."""
+    from airflow_sm_provider.ui.standalone import add_ui_arguments, run_ui
+
+    ui = commands.add_parser("ui", help="run Airflow's UI, scheduler and triggerer against a local engine")
+    add_ui_arguments(ui)
+    ui.set_defaults(func=run_ui)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     mwaa = commands.add_parser("mwaa", help="package the provider for Amazon MWAA")
     add_mwaa_arguments(mwaa)
     mwaa.set_defaults(func=run_mwaa)
+    add_ui_command(commands)
     return parser
 
 
