@@ -1,6 +1,6 @@
 """``airflow-sm ui``: its login and environment; end to end, the real services it starts.
 
-The e2e tests share one ``airflow-sm ui`` (it takes minutes to start on a busy machine): the
+The services tests (run on demand: ``-m services``) share one ``airflow-sm ui`` (it takes minutes to start on a busy machine): the
 viewer behind the login, the template DAG triggered through the REST API with custom params
 (as the UI's trigger form posts them) and run by the real scheduler and triggerer, screenshots
 in headless Chromium, and last, Ctrl-C ending every process it started.
@@ -123,7 +123,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningUI]:
     ui.stop()
 
 
-@pytest.mark.e2e
+@pytest.mark.services
 @pytest.mark.timeout(600)
 def test_the_viewer_is_behind_the_login(stack: RunningUI) -> None:
     viewer = f"{stack.url}/sagemaker-reports/dags/{DAG_ID}"
@@ -132,7 +132,7 @@ def test_the_viewer_is_behind_the_login(stack: RunningUI) -> None:
     assert page.status_code == 200 and "No report has been written" in page.text
 
 
-@pytest.mark.e2e
+@pytest.mark.services
 @pytest.mark.timeout(900)
 def test_a_run_triggered_with_custom_params_succeeds_and_reads_well_in_the_ui(stack: RunningUI) -> None:
     api = httpx.Client(base_url=f"{stack.url}/api/v2", headers={"Authorization": f"Bearer {stack.token()}"})
@@ -185,7 +185,7 @@ def _screenshots(stack: RunningUI, run_id: str) -> None:
         assert (shots / f"{name}.png").stat().st_size > 10_000, name
 
 
-@pytest.mark.e2e
+@pytest.mark.services
 @pytest.mark.timeout(300)
 def test_ctrl_c_ends_every_process_it_started(stack: RunningUI) -> None:
     assert len(stack.processes()) >= 4
