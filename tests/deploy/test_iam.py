@@ -53,7 +53,8 @@ PERMISSION_ONLY = {"iam:PassRole"}
 # Actions that have no resource type in the Service Authorization Reference: only "*" fits them.
 UNSCOPED = re.compile(r"sagemaker:(Search|List[A-Za-z]+|BatchGetMetrics)")
 # The engine (local/), its command and the MWAA packaging make no calls on the deployment's behalf.
-NOT_DEPLOYED = {"local", "cli.py", "demo.py", "mwaa.py"}
+# Local-only code: the engine, the command line, the main job, the MWAA build, `airflow-sm ui`.
+NOT_DEPLOYED = {"local", "cli.py", "demo.py", "mwaa.py", "ui/standalone.py"}
 # The hook's own methods whose names happen to be SageMaker operations (DescribeJob, StopJob).
 OWN_METHODS = {"describe_job", "stop_job"}
 
@@ -171,7 +172,7 @@ def deployed_sources() -> list[Path]:
     return [
         path
         for path in sorted(PACKAGE.rglob("*.py"))
-        if not NOT_DEPLOYED & {path.relative_to(PACKAGE).parts[0]}
+        if not NOT_DEPLOYED & {path.relative_to(PACKAGE).parts[0], path.relative_to(PACKAGE).as_posix()}
     ]
 
 
