@@ -161,8 +161,10 @@ with DAG(
             title="Training image",
             description="Image of the training jobs; the region's account id differs outside us-east-1.",
         ),
-        "instance_type": Param("ml.m5.large", type="string", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$"),
-        "instance_count": Param(1, type="integer", minimum=1, maximum=20),
+        "instance_type": Param(
+            "ml.m5.large", type="string", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", title="Instance type"
+        ),
+        "instance_count": Param(1, type="integer", minimum=1, maximum=20, title="Instances per job"),
         "grid": Param(
             {"learning-rate": [0.03, 0.3], "hidden-units": [32]},
             type="object",
@@ -171,7 +173,9 @@ with DAG(
             title="Hyperparameter grid",
             description="One training job per combination: {name: [values]}, at most 50 combinations.",
         ),
-        "epochs": Param(30, type="integer", minimum=1, maximum=1000, description="Epochs per candidate."),
+        "epochs": Param(
+            30, type="integer", minimum=1, maximum=1000, title="Epochs", description="Epochs per candidate."
+        ),
         "objective_metric": Param(
             "validation:loss",
             type="string",
@@ -179,13 +183,16 @@ with DAG(
             title="Objective metric",
             description="The metric the report ranks the runs by (its final value).",
         ),
-        "objective_direction": Param("Minimize", type="string", enum=["Minimize", "Maximize"]),
+        "objective_direction": Param(
+            "Minimize", type="string", enum=["Minimize", "Maximize"], title="Objective direction"
+        ),
         "use_spot": Param(False, type="boolean", title="Managed spot training"),
         "max_wait_seconds": Param(
             7200,
             type="integer",
             minimum=60,
             maximum=2_419_200,
+            title="Spot: max wait (s)",
             description="With spot: how long a job may wait for capacity and run (≥ max runtime).",
         ),
         "max_runtime_seconds": Param(
@@ -193,11 +200,13 @@ with DAG(
             type="integer",
             minimum=60,
             maximum=2_419_200,
+            title="Max runtime (s)",
             description="StoppingCondition of every job (training up to 28 days; processing is capped at 9).",
         ),
         "allow_partial_failure": Param(
             False,
             type="boolean",
+            title="Allow partial failure",
             description="When on, the DAG run succeeds if at least one candidate completed.",
         ),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
