@@ -187,13 +187,13 @@ def run_demo(artifacts: Path, dags_folder: Path, conf: dict[str, Any] | None = N
     """Run the template DAG on a fresh local engine; return 0 when the DAG run succeeded."""
     from airflow_sm_provider.local import LocalEngine
 
+    artifacts = artifacts.resolve()
+    if artifacts.exists() and any(artifacts.iterdir()) and not (artifacts / "dag-test.log").exists():
+        raise SystemExit(f"{artifacts} is not empty and holds no earlier demo run: choose another folder")
     if not (dags_folder / f"{DAG_ID}.py").exists():
         print(f"DAG {DAG_ID} not found in {dags_folder.resolve()}: run from a clone, or use --dags-folder")
         return 2
-    artifacts = artifacts.resolve()
-    if artifacts.exists() and any(artifacts.iterdir()):
-        if not (artifacts / "dag-test.log").exists():
-            raise SystemExit(f"{artifacts} is not empty and holds no earlier demo run: choose another folder")
+    if artifacts.exists():
         shutil.rmtree(artifacts)  # the previous demo run's output (complete or not)
     artifacts.mkdir(parents=True, exist_ok=True)
     conf = {**DEMO_CONF, **(conf or {})}

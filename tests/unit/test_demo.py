@@ -19,6 +19,13 @@ def test_refuses_a_non_empty_folder_that_is_not_a_demo_output(tmp_path: Path) ->
     assert precious.read_text() == "keep me"
 
 
+def test_outside_a_clone_it_says_where_the_dag_is_missing(tmp_path: Path, capsys) -> None:
+    assert run_demo(tmp_path / "artifacts", tmp_path / "no-dags") == 2
+    out = capsys.readouterr().out
+    assert "sagemaker_training_pipeline not found" in out and "--dags-folder" in out
+    assert not (tmp_path / "artifacts").exists()
+
+
 def test_collect_reads_every_list_page(engine, tmp_path: Path) -> None:
     """12 jobs: more than the engine's List page of 10, so the run summary must paginate."""
     sagemaker = engine.client("sagemaker")
