@@ -1,9 +1,10 @@
 """``airflow-sm ui``: its login and environment; end to end, the real services it starts.
 
-The services tests (run on demand: ``-m services``) share one ``airflow-sm ui`` (it takes minutes to start on a busy machine): the
-viewer behind the login, the template DAG triggered through the REST API with custom params
-(as the UI's trigger form posts them) and run by the real scheduler and triggerer, screenshots
-in headless Chromium, and last, Ctrl-C ending every process it started.
+The services tests (run on demand: ``-m services``) share one ``airflow-sm ui`` (it takes
+minutes to start on a busy machine): the viewer behind the login, the template DAG triggered
+through the REST API with custom params (as the UI's trigger form posts them) and run by the
+real scheduler and triggerer, screenshots in headless Chromium, and last, Ctrl-C ending every
+process it started.
 """
 
 from __future__ import annotations
