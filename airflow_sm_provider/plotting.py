@@ -110,6 +110,20 @@ def _ranked_runs(points: pd.DataFrame, direction: str) -> list[str]:
     return [run for _, run in sorted(scored)]
 
 
+def _mark_best(ax: Any, row: Any, label: str, size: float) -> None:
+    """The best point of a curve: a gold star above the lines, named in the legend."""
+    ax.scatter(
+        [row["step"]],
+        [row["value"]],
+        marker="*",
+        s=size,
+        color="gold",
+        edgecolors="black",
+        zorder=6,
+        label=label,
+    )
+
+
 def _mark_non_finite(ax: Axes, group: pd.DataFrame, labelled: list[bool]) -> None:
     """Red crosses along the top at the steps whose value is NaN or ±inf (labelled once)."""
     bad = group[~group["finite"]]
@@ -194,15 +208,8 @@ def overlay_figure(
     best = _best(points["value"], direction) if not points.empty else None
     if best is not None:
         row = points.loc[best[0]]
-        ax.scatter(
-            [row["step"]],
-            [row["value"]],
-            marker="*",
-            s=220,
-            color="gold",
-            edgecolors="black",
-            zorder=6,
-            label=f"best ({direction}): {best[1]:.4g} at step {int(row['step'])}, {row['run']}",
+        _mark_best(
+            ax, row, f"best ({direction}): {best[1]:.4g} at step {int(row['step'])}, {row['run']}", 220
         )
     _style_axes(ax, metric, ylim, log_scale, points["step"])
     ax.set_title(title or f"{metric}: {len(ranked)} run{'s' if len(ranked) != 1 else ''}")
@@ -269,16 +276,7 @@ def run_figure(
         best = _best(group["value"], direction) if direction in DIRECTIONS else None
         if best is not None:
             row = group.loc[best[0]]
-            ax.scatter(
-                [row["step"]],
-                [row["value"]],
-                marker="*",
-                s=160,
-                color="gold",
-                edgecolors="black",
-                zorder=6,
-                label=f"best: {best[1]:.4g} at step {int(row['step'])}",
-            )
+            _mark_best(ax, row, f"best: {best[1]:.4g} at step {int(row['step'])}", 160)
         _mark_non_finite(ax, group, [False])
         _style_axes(ax, metric, (ylimits or {}).get(metric), metric in logs, group["step"])
         ax.set_title(metric, fontsize="medium")
