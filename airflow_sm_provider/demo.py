@@ -78,7 +78,11 @@ def _download_prefix(s3: Any, uri: str, target: Path) -> None:
     """Copy every object under an S3 URI (a "folder") into ``target``, refusing keys that escape it."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     prefix = prefix.rstrip("/") + "/"  # "output/" must not match "output-2/..."
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    try:
+        pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix))
+    except s3.exceptions.NoSuchBucket:  # the engine outlives buckets; the job is still summarised
+        return
+    for page in pages:
         for obj in page.get("Contents", []):
             if obj["Key"].endswith("/"):  # a "folder" marker, no content
                 continue
