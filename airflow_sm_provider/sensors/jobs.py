@@ -37,9 +37,18 @@ DEFAULT_TIMEOUT = timedelta(days=60).total_seconds()
 
 
 def _leaves(jobs: Any) -> Iterator[Any]:
-    """Job summaries and names in ``jobs``, nested (lazy) sequences flattened."""
+    """Job summaries and names in ``jobs``, nested (lazy) sequences flattened.
+
+    A sequence is read whole, by slice: a mapped task's output is Airflow 3's lazy XCom
+    sequence, whose iterator asks for items one at a time until one is missing, and Airflow
+    logs that miss as ``[error] XCom not found ... offset=N`` in every successful run. A
+    slice is one request for all of them, with no miss.
+    """
     if isinstance(jobs, Mapping | str):
         yield jobs
+    elif isinstance(jobs, Sequence):
+        for item in jobs[:]:
+            yield from _leaves(item)
     elif isinstance(jobs, Iterable):
         for item in jobs:
             yield from _leaves(item)
