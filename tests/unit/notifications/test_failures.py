@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from airflow_sm_provider._compat import AirflowException
 from airflow_sm_provider.errors import JobsFailedError
 from airflow_sm_provider.notifications.failures import failed_job_records, failed_jobs_of, jobs_failed
@@ -60,3 +62,16 @@ def test_callbacks_find_the_jobs_through_wrapping_exceptions():
     except RuntimeError as outer:
         assert failed_jobs_of(outer) == error.failed_jobs
     assert failed_jobs_of(ValueError("other")) == [] and failed_jobs_of(None) == []
+
+
+def test_the_sensor_and_the_operators_fail_with_the_jobs_for_callbacks():
+    from airflow_sm_provider.operators.jobs import TrainingJobOperator
+    from airflow_sm_provider.sensors.jobs import JobSensor
+
+    event = {"status": "error", "reason": "jobs_failed", "jobs": SUMMARIES[:2], "message": "1 of 2 failed"}
+    sensor = JobSensor(task_id="s", jobs=SUMMARIES[:2])
+    operator = TrainingJobOperator(task_id="t", config={}, print_log=False)
+    for task in (sensor, operator):
+        with pytest.raises(AirflowException, match="1 of 2 failed") as info:
+            task.execute_complete({}, event)
+        assert [job["name"] for job in failed_jobs_of(info.value)] == ["digits-c02"]
