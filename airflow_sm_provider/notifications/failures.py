@@ -9,19 +9,20 @@ worker that ran the task; :func:`failed_jobs_of` finds it there, also when anoth
 wraps it. The exception is the one channel: nothing extra goes to XCom.
 
 Cheap to import (operators and the sensor import it at DAG-parse time): Airflow's exception
-base and pure modules only.
+base and pure modules only; the console links are built on the worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_sm_provider._compat import AirflowException
 from airflow_sm_provider.errors import JobsFailedError
 from airflow_sm_provider.job_kinds import failure_lines
-from airflow_sm_provider.links import arn_location, console_url
-from airflow_sm_provider.notifications.message import FailedJob
+
+if TYPE_CHECKING:
+    from airflow_sm_provider.notifications.message import FailedJob
 
 __all__ = ["JobsFailedException", "failed_job_records", "failed_jobs_of", "jobs_failed"]
 
@@ -38,7 +39,9 @@ def failed_job_records(
     "Did not succeed" is ``job_kinds.failure_lines``' rule, so the records and the task's error
     message always name the same jobs.
     """
-    records = []
+    from airflow_sm_provider.links import arn_location, console_url
+
+    records: list[FailedJob] = []
     for job in summaries:
         if not failure_lines([job], stopped_ok=stopped_ok):
             continue
@@ -55,19 +58,20 @@ def failed_job_records(
             except ValueError:  # not an ARN, or a kind without a console page
                 link = ""
         records.append(
-            FailedJob(
-                kind=str(job.get("kind") or ""),
-                name=str(job.get("name") or ""),
-                status=_status(job),
-                reason=str(job.get("failure_reason") or job.get("message") or ""),
-                console_url=link,
-            )
+            {
+                "kind": str(job.get("kind") or ""),
+                "name": str(job.get("name") or ""),
+                "status": _status(job),
+                "reason": str(job.get("failure_reason") or job.get("message") or ""),
+                "console_url": link,
+            }
         )
     return records
 
 
 def _status(job: Mapping[str, Any]) -> str:
-    """ "Failed", "Stopped / MaxRuntimeExceeded": the secondary status only where it says more."""
+    """The status as shown, with the secondary status only where it says more ("Failed",
+    "Stopped / MaxRuntimeExceeded")."""
     status, secondary = job.get("status"), job.get("secondary_status")
     parts = [str(status)] if status else []
     if secondary and secondary != status:
