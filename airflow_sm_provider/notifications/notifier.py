@@ -54,7 +54,10 @@ def failure_notice(context: Any) -> FailureNotice:
     dag = context.get("dag")
     error = context.get("exception")
     jobs = failed_jobs_of(error if isinstance(error, BaseException) else None)
-    reason = str(error).strip().splitlines()[0] if error else str(context.get("reason") or "")
+    if error:  # the first line names the problem; the task log has the rest
+        reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+    else:  # a DAG run's callback: Airflow's reason, e.g. "task_failure"
+        reason = str(context.get("reason") or "")
     return FailureNotice(
         dag_id=str(getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None) or ""),
         run_id=str(getattr(ti, "run_id", None) or getattr(dag_run, "run_id", None) or ""),

@@ -131,6 +131,13 @@ def test_no_target_rendered_sends_nothing(slack):
     assert slack.received == []
 
 
+def test_a_failure_without_jobs_sends_its_error(slack):
+    error = ValueError("config.RoleArn: must be an IAM role ARN\n(and more lines)")
+    SageMakerJobsNotifier(slack_webhook_conn_id=slack.conn_id)({**context(), "exception": error})
+    [(_, body)] = slack.received
+    assert body["text"].endswith("Error: ValueError: config.RoleArn: must be an IAM role ARN")
+
+
 def test_a_job_failing_inside_the_deferred_wait_reaches_sqs_with_its_reason(
     airflow_db, aws_env, engine, s3_bucket, topic, monkeypatch
 ):
