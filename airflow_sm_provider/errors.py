@@ -12,12 +12,18 @@ All classes derive from :class:`ProviderError`, so one ``except`` catches any of
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_sm_provider.notifications.message import FailedJob
+
 __all__ = [
     "NOT_FOUND_CODES",
     "THROTTLING_CODES",
     "ConfigValidationError",
     "JobNamesExhaustedError",
     "JobOwnershipError",
+    "JobsFailedError",
     "ProviderError",
     "SageMakerApiError",
     "TriggerEventError",
@@ -63,6 +69,23 @@ class ConfigValidationError(ProviderError, ValueError):
         self.problems = problems
         lines = "\n".join(f"  {field}: {rule}" for field, rule in problems)
         super().__init__(f"invalid {kind} job config ({len(problems)} problem(s)):\n{lines}")
+
+
+class JobsFailedError(ProviderError):
+    """Raised when SageMaker jobs ended without success; ``failed_jobs`` lists each for callbacks.
+
+    The operators and ``JobSensor`` raise it as ``notifications.failures.JobsFailedException``,
+    which is also an ``AirflowException``; an ``on_failure_callback`` finds it in
+    ``context["exception"]``.
+    """
+
+    def __init__(self, message: str, failed_jobs: list[FailedJob]) -> None:
+        super().__init__(message)
+        self.failed_jobs = failed_jobs
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[FailedJob]]]:
+        """Pickled with its jobs (the default would call ``cls(message)`` alone)."""
+        return type(self), (str(self), self.failed_jobs)
 
 
 class JobOwnershipError(ProviderError):

@@ -25,7 +25,9 @@ and `s3://{bucket}/{prefix}/plots/...`, the models at `s3://{bucket}/{prefix}/ru
 and the runs in the experiment (SageMaker Studio) named by `experiment`.
 
 **A failed job** is reported with its reason; the final `outcome` task then fails the DAG run,
-unless `allow_partial_failure` is on. Job names are the readable names below plus a hash of the
+unless `allow_partial_failure` is on. **Notifications** (opt-in): set `notify_sns_topic_arn`
+and/or `notify_slack_conn_id` and every failed job, with its reason and console link, is sent
+there when a job or wait task fails. Job names are the readable names below plus a hash of the
 task's identity, so a retried task re-attaches to its job instead of starting a second one.
 
 **Against the local engine** (`airflow-sm local up`, then point the `aws_default` connection's
@@ -44,6 +46,7 @@ from pathlib import Path
 
 from airflow.providers.common.compat.sdk import DAG, Param, task
 
+from airflow_sm_provider.notifications.notifier import SageMakerJobsNotifier
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
 from airflow_sm_provider.operators.plots import MetricPlotOperator
 from airflow_sm_provider.operators.report import ComparisonReportOperator
@@ -71,6 +74,15 @@ REPLOT_EVERY = timedelta(seconds=float(os.environ.get("SAGEMAKER_PIPELINE_REPLOT
 # (see the README) recovers on its next try.
 RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}
 AWS = {"aws_conn_id": "{{ params.aws_conn_id }}"}
+# Opt-in failure notifications: the failed jobs with their reasons and console links, to the
+# SNS topic and/or Slack connection the params name (nothing is sent while both are empty).
+NOTIFY = {
+    "on_failure_callback": SageMakerJobsNotifier(
+        sns_topic_arn="{{ params.notify_sns_topic_arn }}",
+        slack_webhook_conn_id="{{ params.notify_slack_conn_id }}",
+        **AWS,
+    )
+}
 S3_PLACE = {"bucket": "{{ params.bucket }}", "prefix": "{{ params.prefix }}"}
 
 
@@ -210,6 +222,20 @@ with DAG(
             description="When on, the DAG run succeeds if at least one candidate completed.",
         ),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
+        "notify_sns_topic_arn": Param(
+            "",
+            type="string",
+            pattern=r"^$|^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$",
+            title="Notify: SNS topic ARN",
+            description="When set, failed jobs (reason, console link) are published to this topic.",
+        ),
+        "notify_slack_conn_id": Param(
+            "",
+            type="string",
+            pattern=r"^[A-Za-z0-9_.-]{0,250}$",
+            title="Notify: Slack webhook connection",
+            description="When set, failed jobs are posted through this Slack incoming-webhook connection.",
+        ),
     },
 ) as dag:
 
@@ -324,16 +350,36 @@ with DAG(
 
     code = stage_code()
     preprocess = ProcessingJobOperator(
-        task_id="preprocess", config=plan_processing(code), wait_for_completion=False, **AWS, **RETRIES
+        task_id="preprocess",
+        config=plan_processing(code),
+        wait_for_completion=False,
+        **AWS,
+        **RETRIES,
+        **NOTIFY,
     )
     wait_preprocess = JobSensor(
-        task_id="wait_preprocess", jobs=preprocess.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES
+        task_id="wait_preprocess",
+        jobs=preprocess.output,
+        poke_interval=POLL_SECONDS,
+        **AWS,
+        **RETRIES,
+        **NOTIFY,
     )
     train = TrainingJobOperator.partial(
-        task_id="train", experiment="{{ params.experiment }}", wait_for_completion=False, **AWS, **RETRIES
+        task_id="train",
+        experiment="{{ params.experiment }}",
+        wait_for_completion=False,
+        **AWS,
+        **RETRIES,
+        **NOTIFY,
     ).expand(config=plan_training(code))
     wait_training = JobSensor(
-        task_id="wait_training", jobs=train.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES
+        task_id="wait_training",
+        jobs=train.output,
+        poke_interval=POLL_SECONDS,
+        **AWS,
+        **RETRIES,
+        **NOTIFY,
     )
     learning_curves = MetricPlotOperator(
         task_id="learning_curves",

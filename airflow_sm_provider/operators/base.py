@@ -5,7 +5,9 @@ idempotently (a retry attaches to the job its first try started), then either re
 defers to ``JobStatusTrigger`` (which stops the job if the deferred task is killed, on Airflow
 3.3+), or polls the batched status call with backoff while tailing the job's CloudWatch Logs
 into the task log. ``execute_complete`` validates the trigger's event and raises unless it
-reports success. ``on_kill`` stops a job the task is waiting on. The XCom is always the small
+reports success. ``on_kill`` stops a job the task is waiting on. A job that ended without
+success fails the task with ``notifications.failures.JobsFailedException`` (an
+``AirflowException`` whose ``failed_jobs`` an ``on_failure_callback`` reads). The XCom is always the small
 ``job_summary`` dict, never the describe response.
 
 A failed task never leaves its job running: when the wait itself fails (the trigger could not
@@ -57,6 +59,7 @@ from airflow_sm_provider.job_kinds import (
 )
 from airflow_sm_provider.links import TrackedRunLink
 from airflow_sm_provider.naming import MAX_PREFIX_LENGTH, JobIdentity
+from airflow_sm_provider.notifications.failures import jobs_failed
 from airflow_sm_provider.status_poll import poll_delay
 from airflow_sm_provider.validation import coerce_integers, s3_inputs, validate_config
 
@@ -304,7 +307,8 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         self._end_run(summary)
         if not parsed.succeeded:
             lines = failure_lines(parsed.jobs, stopped_ok=self.stopped_ok)
-            raise AirflowException(parsed.message or "\n".join(lines) or "SageMaker job did not succeed")
+            message = parsed.message or "\n".join(lines) or "SageMaker job did not succeed"
+            raise jobs_failed(parsed.jobs, stopped_ok=self.stopped_ok, message=message)
         return summary
 
     # ---------------------------------------------------------------- polling
@@ -360,7 +364,8 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
                 self.log.info("Billable seconds: %s", summary["billable_seconds"])
             return summary
         lines = failure_lines([summary], stopped_ok=self.stopped_ok)
-        raise AirflowException("\n".join(lines) or f"SageMaker job {summary.get('name')} did not succeed")
+        message = "\n".join(lines) or f"SageMaker job {summary.get('name')} did not succeed"
+        raise jobs_failed([summary], stopped_ok=self.stopped_ok, message=message)
 
     # ---------------------------------------------------------------- logs
 
