@@ -17,7 +17,7 @@ botocore) and the trigger (aiobotocore) are imported in the methods that run on 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from airflow_sm_provider._compat import AirflowException, BaseSensorOperator
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
 from airflow_sm_provider.errors import is_transient
 from airflow_sm_provider.events import read_event
-from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, may_run
+from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, job_leaves, may_run
 from airflow_sm_provider.notifications.failures import jobs_failed
 
 if TYPE_CHECKING:
@@ -39,26 +39,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = timedelta(days=60).total_seconds()
 
 
-def _leaves(jobs: Any) -> Iterator[Any]:
-    """Job summaries and names in ``jobs``, nested (lazy) sequences flattened.
-
-    A sequence is read whole, by slice: a mapped task's output is Airflow 3's lazy XCom
-    sequence, whose iterator asks for items one at a time until one is missing, and Airflow
-    logs that miss as ``[error] XCom not found ... offset=N`` in every successful run. A
-    slice is one request for all of them, with no miss.
-    """
-    if isinstance(jobs, Mapping | str):
-        yield jobs
-    elif isinstance(jobs, Sequence):
-        for item in jobs[:]:
-            yield from _leaves(item)
-    elif isinstance(jobs, Iterable):
-        for item in jobs:
-            yield from _leaves(item)
-    else:
-        raise ValueError(f"not a job name or job summary: {jobs!r}")
-
-
 def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[JobKind, str]]:
     """(kind, name) pairs from the operators' XCom summaries, names, or lists of them.
 
@@ -66,7 +46,7 @@ def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[Job
     names need ``job_kind``; a summary's own ``kind`` wins over it. Duplicates are dropped.
     """
     refs: list[tuple[JobKind, str]] = []
-    for item in _leaves(jobs):
+    for _, item in job_leaves(jobs):
         if isinstance(item, Mapping):
             kind, name = item.get("kind") or job_kind, item.get("name")
         else:
@@ -89,7 +69,7 @@ def tracked_runs(jobs: Any) -> dict[str, RunRef]:
 
     return {
         item["name"]: RunRef.from_xcom(item["run"])
-        for item in _leaves(jobs)
+        for _, item in job_leaves(jobs)
         if isinstance(item, Mapping) and isinstance(item.get("run"), Mapping) and item.get("name")
     }
 
