@@ -1,0 +1,689 @@
+"""Keeps what the embedded moto accepted (S3, CloudWatch Logs, CloudWatch) in the engine's data dir.
+
+Theory of operation. moto holds S3 objects, log events and metric datums in this process's
+memory and has no persistence of its own. :class:`AwsMirror` makes them survive a restart with
+a *write-through mirror of moto's state*: once moto has answered a request that may change S3,
+CloudWatch Logs or CloudWatch, and before that answer leaves the engine, the part of moto's
+state the request may have changed is copied to the data dir. At start the mirror is loaded
+back into moto. So a client told "accepted" has its write on disk (killing the engine with
+SIGKILL loses nothing it acknowledged), deletions are kept like writes (a deleted object or
+bucket stays deleted), and what comes back is moto's own state after each write: the S3,
+Logs and CloudWatch protocols are not read a second time, so nothing can be parsed differently
+from how moto parsed it.
+
+Why not the alternatives: serialising moto's backends at shutdown loses everything since the
+last clean stop when the engine is killed; a journal of requests replayed into moto at start
+grows with every overwrite, pushes every body through moto again (slow starts, bodies in
+memory) and cannot replay what depends on when it first ran (multipart upload ids, ingestion
+times, log events older than the 14 days PutLogEvents accepts).
+
+Layout under the data dir:
+
+* ``aws-state.sqlite3`` (WAL): buckets (region, creation date, versioning); objects (key, ETag,
+  size, last-modified, the metadata clients read back such as Content-Type, Content-Encoding and
+  ``x-amz-meta-*``, storage class, encryption, checksum, tags, and the name of the body file);
+  log groups (retention, tags), streams and their events in order; CloudWatch metric datums.
+* ``s3-objects/<2 hex>/<32 hex>``: one file per object body, named by a random id and never by
+  its key, so no key (``../``, an absolute path, NUL, 1,024 bytes) can name a path.
+
+Bodies are streamed from moto to their file, never held whole in memory. At start, objects come
+back with their bodies left on disk: moto reads a restored object's file when it is asked for
+it (:class:`BodyFile`), so start time grows with the number of objects and log events, not with
+their bytes. An object uploaded in this run is held by moto as moto holds it (in memory up to
+8 MiB, in a temporary file above) and on disk in the data dir.
+
+Kept: the current version of every object (a versioned bucket keeps only its latest version
+across a restart), buckets, log groups, streams and events, CloudWatch metric datums. Not kept:
+multipart uploads not yet completed, bucket policies, lifecycle, notification and CORS
+settings, object ACLs, CloudWatch alarms and dashboards. SageMaker's own records, Experiments
+and ``BatchPutMetrics`` points are in the engine's SQLite store already (:mod:`store`).
+
+Durability: SQLite runs with ``synchronous=NORMAL`` and bodies are not fsync'ed: everything
+acknowledged survives the engine process dying; a power loss may lose the last writes.
+Mirror updates run one at a time (one lock), so the last one always copies moto's latest state.
+Engines started in one process share moto: at start, a mirror adds what moto lacks and keeps
+what moto already holds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from airflow_sm_provider.local.gate import SERVICE_KEY
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+DB_NAME = "aws-state.sqlite3"
+BODIES_DIR = "s3-objects"
+_CHUNK = 1024 * 1024
+#: CloudWatch Logs operations that change nothing: no mirror update after them.
+_LOGS_READS = ("Describe", "Get", "List", "Filter", "Test", "StartQuery", "StopQuery")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS s3_buckets (
+    name TEXT PRIMARY KEY, account TEXT NOT NULL, partition TEXT NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS s3_objects (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, file TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE TABLE IF NOT EXISTS log_groups (
+    account TEXT NOT NULL, region TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (account, region, name)
+);
+CREATE TABLE IF NOT EXISTS log_streams (
+    account TEXT NOT NULL, region TEXT NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (account, region, grp, name)
+);
+CREATE TABLE IF NOT EXISTS log_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, region TEXT NOT NULL,
+    grp TEXT NOT NULL, stream TEXT NOT NULL, timestamp INTEGER NOT NULL,
+    ingestion INTEGER NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (account, region, grp, stream, id);
+CREATE TABLE IF NOT EXISTS metric_datums (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, region TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+
+class BodyFile:
+    """A restored object's body as moto reads it: a read-only file opened for each read.
+
+    One open file per object would run out of descriptors with many objects; this holds none.
+    ``close()`` (moto disposing of the key) leaves the file alone: the mirror owns it.
+    """
+
+    mode = "rb"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._position = 0
+        self.closed = False
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: os.path.getsize(self.path)}
+        self._position = base[whence] + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        with open(self.path, "rb") as body:
+            body.seek(self._position)
+            data = body.read() if size is None or size < 0 else body.read(size)
+        self._position += len(data)
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def write(self, data: bytes) -> int:
+        raise io.UnsupportedOperation("a restored object's body is read-only")
+
+    def truncate(self, size: int | None = None) -> int:
+        raise io.UnsupportedOperation("a restored object's body is read-only")
+
+
+@dataclass
+class _Stream:
+    obj: Any  # moto's LogStream whose events are on disk; None: unknown, rewrite on next sync
+    count: int
+    fingerprint: str = ""
+
+
+@dataclass
+class _Group:
+    obj: Any
+    fingerprint: str = ""
+    streams: dict[str, _Stream] = field(default_factory=dict)
+
+
+@dataclass
+class _Object:
+    file: str
+    fingerprint: str
+    body_token: str
+
+
+class AwsMirror:
+    """Mirrors moto's S3, CloudWatch Logs and CloudWatch state into ``data_dir`` (module docstring)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._bodies = data_dir / BODIES_DIR
+        self._bodies.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(data_dir / DB_NAME), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        self._buckets: dict[str, str] = {}  # name -> fingerprint on disk
+        self._objects: dict[tuple[str, str], _Object] = {}
+        self._groups: dict[tuple[str, str, str], _Group] = {}
+        self._datums: dict[tuple[str, str], tuple[Any, int]] = {}  # (account, region) -> (backend, count)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- the WSGI side ------------------------------------------------------------------------
+    def wrap(self, app: WsgiApp) -> WsgiApp:
+        """``app`` (the embedded moto), with the mirror updated before each answer is sent."""
+
+        def mirrored(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            statuses: list[str] = []
+
+            def start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+                statuses.append(status)
+                return start_response(status, headers, *args)
+
+            result = app(environ, start)
+            try:
+                self.after_request(environ, statuses[-1] if statuses else "")
+            except BaseException:
+                if hasattr(result, "close"):
+                    result.close()
+                raise
+            return result
+
+        return mirrored
+
+    def after_request(self, environ: dict[str, Any], status: str) -> None:
+        """Copy what the request may have changed in moto to disk (a no-op for reads)."""
+        service, method = environ.get(SERVICE_KEY), environ["REQUEST_METHOD"]
+        if service == "s3" and method in ("PUT", "POST", "DELETE"):
+            self._after_s3(environ, status.startswith("2"))
+        elif service == "logs":
+            operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+            if not operation.startswith(_LOGS_READS):
+                with self._lock:
+                    self._sync_logs()
+        elif service == "monitoring":
+            with self._lock:
+                self._sync_datums()
+
+    # -- S3 -----------------------------------------------------------------------------------
+    def _after_s3(self, environ: dict[str, Any], succeeded: bool) -> None:
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        if "uploads" in query or ("uploadId" in query and environ["REQUEST_METHOD"] != "POST"):
+            return  # a multipart upload's start, parts or abort: no object changes until it completes
+        targets = _s3_targets(environ)
+        with self._lock:
+            touched = False
+            for bucket, key in targets:
+                if key:
+                    touched |= self._sync_key(bucket, key)
+            if succeeded and not touched:  # a bucket request, or one whose key we read otherwise
+                for bucket, _ in targets:
+                    self._sync_bucket(bucket)
+
+    def _sync_bucket(self, name: str) -> None:
+        bucket = _moto_bucket(name)
+        if bucket is None:
+            if name in self._buckets:
+                self._drop_bucket(name)
+            return
+        self._save_bucket(bucket)
+        present = set(dict.keys(bucket.keys))
+        for key in present:
+            self._sync_key(name, key)
+        for bucket_name, key in [k for k in self._objects if k[0] == name and k[1] not in present]:
+            self._sync_key(bucket_name, key)
+
+    def _save_bucket(self, bucket: Any) -> None:
+        body = json.dumps(
+            {
+                "region": bucket.region_name,
+                "created": bucket.creation_date.isoformat(),
+                "versioning": bucket.versioning_status,
+            }
+        )
+        if self._buckets.get(bucket.name) != body:
+            self._db.execute(
+                "INSERT OR REPLACE INTO s3_buckets (name, account, partition, body) VALUES (?, ?, ?, ?)",
+                (bucket.name, bucket.account_id, bucket.partition, body),
+            )
+            self._buckets[bucket.name] = body
+
+    def _drop_bucket(self, name: str) -> None:
+        for bucket_name, key in [k for k in self._objects if k[0] == name]:
+            self._drop_object(bucket_name, key)
+        self._db.execute("DELETE FROM s3_buckets WHERE name = ?", (name,))
+        self._buckets.pop(name, None)
+
+    def _sync_key(self, bucket_name: str, key: str) -> bool:
+        """Bring one key on disk in line with moto; False if neither holds it."""
+        bucket = _moto_bucket(bucket_name)
+        current = _current_key(bucket, key) if bucket is not None else None
+        known = self._objects.get((bucket_name, key))
+        if current is None:
+            if known is None:
+                return False
+            self._drop_object(bucket_name, key)
+            return True
+        self._save_bucket(bucket)
+        meta = _object_meta(current, bucket)
+        fingerprint = json.dumps(meta, sort_keys=True)
+        if known is not None and known.fingerprint == fingerprint:
+            return True
+        token = json.dumps([meta["etag"], meta["size"], meta["last_modified"]])
+        file = known.file if known is not None and known.body_token == token else self._copy_body(current)
+        self._db.execute(
+            "INSERT OR REPLACE INTO s3_objects (bucket, key, file, body) VALUES (?, ?, ?, ?)",
+            (bucket_name, key, file, fingerprint),
+        )
+        self._objects[(bucket_name, key)] = _Object(file, fingerprint, token)
+        if known is not None and known.file != file:
+            self._remove_body(bucket, key, known.file)
+        return True
+
+    def _drop_object(self, bucket_name: str, key: str) -> None:
+        known = self._objects.pop((bucket_name, key))
+        self._db.execute("DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket_name, key))
+        self._remove_body(_moto_bucket(bucket_name), key, known.file)
+
+    def _body_path(self, file: str) -> Path:
+        return self._bodies / file[:2] / file
+
+    def _copy_body(self, fake_key: Any) -> str:
+        """Stream a moto key's body into a new file; returns its name (random, never the key)."""
+        file = uuid.uuid4().hex
+        path = self._body_path(file)
+        path.parent.mkdir(exist_ok=True)
+        with fake_key.lock, open(path, "wb") as out:
+            buffer = fake_key._value_buffer  # moto keeps no public stream of a key's body
+            buffer.seek(0)
+            while chunk := buffer.read(_CHUNK):
+                out.write(chunk)
+        return file
+
+    def _remove_body(self, bucket: Any, key: str, file: str) -> None:
+        """Delete a body file; older versions moto still holds that read it get their own copy."""
+        path = self._body_path(file)
+        for version in bucket.keys.getlist(key, []) if bucket is not None else []:
+            buffer = getattr(version, "_value_buffer", None)
+            if isinstance(buffer, BodyFile) and buffer.path == path:
+                import tempfile
+
+                with version.lock:
+                    copy = tempfile.SpooledTemporaryFile(version._max_buffer_size)  # noqa: SIM115
+                    buffer.seek(0)
+                    while chunk := buffer.read(_CHUNK):
+                        copy.write(chunk)
+                    version._value_buffer = copy
+        path.unlink(missing_ok=True)
+
+    # -- CloudWatch Logs ----------------------------------------------------------------------
+    def _sync_logs(self) -> None:
+        from moto.logs.models import logs_backends
+
+        for account, backend in _instantiated(logs_backends):
+            region = backend.region_name
+            present = dict(backend.groups)
+            for name, group in present.items():
+                self._sync_group(account, region, name, group)
+            for gone in [k for k in self._groups if k[:2] == (account, region) and k[2] not in present]:
+                self._drop_group(gone)
+
+    def _sync_group(self, account: str, region: str, name: str, group: Any) -> None:
+        key = (account, region, name)
+        state = self._groups.get(key)
+        if state is None or (state.obj is not None and state.obj is not group):
+            if state is not None:
+                self._drop_group(key)
+            state = self._groups[key] = _Group(group)
+        state.obj = group
+        tags = _backend_of_logs(account, region).list_tags_for_resource(group.arn)
+        body = json.dumps(
+            {
+                "created": group.creation_time.isoformat(),
+                "retention": group.retention_in_days,
+                "kms": group.kms_key_id,
+                "tags": tags,
+            },
+            sort_keys=True,
+        )
+        if body != state.fingerprint:
+            self._db.execute(
+                "INSERT OR REPLACE INTO log_groups (account, region, name, body) VALUES (?, ?, ?, ?)",
+                (*key, body),
+            )
+            state.fingerprint = body
+        streams = dict(group.streams)
+        for stream_name, stream in streams.items():
+            self._sync_stream(key, state, stream_name, stream)
+        for gone in [s for s in state.streams if s not in streams]:
+            self._drop_stream(key, state, gone)
+
+    def _sync_stream(self, group_key: tuple[str, str, str], group: _Group, name: str, stream: Any) -> None:
+        events = stream.events
+        total = len(events)
+        state = group.streams.get(name)
+        if state is not None and state.obj is stream and state.count <= total:
+            new = events[state.count : total]
+        else:
+            if state is not None:
+                self._drop_stream(group_key, group, name)
+            state = group.streams[name] = _Stream(stream, 0)
+            new = events[:total]
+        if new:
+            self._db.executemany(
+                "INSERT INTO log_events (account, region, grp, stream, timestamp, ingestion, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*group_key, name, e.timestamp, e.ingestion_time, e.message) for e in new],
+            )
+            state.count = total
+        last = stream.last_ingestion_time
+        body = json.dumps(
+            {
+                "created": stream.creation_time.isoformat(),
+                "stored_bytes": stream.stored_bytes,
+                "token": stream.upload_sequence_token,
+                "last_ingestion": last.isoformat() if last is not None else None,
+            }
+        )
+        if body != state.fingerprint:
+            self._db.execute(
+                "INSERT OR REPLACE INTO log_streams (account, region, grp, name, body) VALUES (?, ?, ?, ?, ?)",
+                (*group_key, name, body),
+            )
+            state.fingerprint = body
+
+    def _drop_stream(self, group_key: tuple[str, str, str], group: _Group, name: str) -> None:
+        where = "account = ? AND region = ? AND grp = ?"
+        self._db.execute(f"DELETE FROM log_events WHERE {where} AND stream = ?", (*group_key, name))  # noqa: S608
+        self._db.execute(f"DELETE FROM log_streams WHERE {where} AND name = ?", (*group_key, name))  # noqa: S608
+        group.streams.pop(name, None)
+
+    def _drop_group(self, key: tuple[str, str, str]) -> None:
+        where = "account = ? AND region = ? AND grp = ?"
+        self._db.execute(f"DELETE FROM log_events WHERE {where}", key)  # noqa: S608
+        self._db.execute(f"DELETE FROM log_streams WHERE {where}", key)  # noqa: S608
+        self._db.execute("DELETE FROM log_groups WHERE account = ? AND region = ? AND name = ?", key)
+        self._groups.pop(key, None)
+
+    # -- CloudWatch metrics -------------------------------------------------------------------
+    def _sync_datums(self) -> None:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        for account, backend in _instantiated(cloudwatch_backends):
+            key = (account, backend.region_name)
+            data = backend.metric_data
+            total = len(data)
+            known, count = self._datums.get(key, (None, 0))
+            if known is not backend or count > total:
+                self._db.execute("DELETE FROM metric_datums WHERE account = ? AND region = ?", key)
+                count = 0
+            if total > count:
+                self._db.executemany(
+                    "INSERT INTO metric_datums (account, region, body) VALUES (?, ?, ?)",
+                    [(*key, json.dumps(_datum_to_json(d))) for d in data[count:total]],
+                )
+            self._datums[key] = (backend, total)
+
+    # -- start --------------------------------------------------------------------------------
+    def restore(self) -> dict[str, int]:
+        """Load the mirror into moto (what moto lacks) and remove orphaned body files.
+
+        Returns how many buckets, objects, log events and datums are on disk.
+        """
+        with self._lock:
+            counts = {
+                "buckets": self._restore_buckets(),
+                "objects": self._restore_objects(),
+                "log_events": self._restore_logs(),
+                "datums": self._restore_datums(),
+            }
+            self._remove_orphans()
+        return counts
+
+    def _restore_buckets(self) -> int:
+        from moto.s3.models import s3_backends
+
+        rows = self._db.execute("SELECT name, account, partition, body FROM s3_buckets").fetchall()
+        for name, account, partition, body in rows:
+            self._buckets[name] = body
+            if _moto_bucket(name) is not None:
+                continue
+            data = json.loads(body)
+            bucket = s3_backends[account][partition].create_bucket(name, data["region"])
+            bucket.creation_date = datetime.datetime.fromisoformat(data["created"])
+            bucket.versioning_status = data["versioning"]
+        return len(rows)
+
+    def _restore_objects(self) -> int:
+        from moto.s3.models import FakeKey, s3_backends
+        from moto.utilities.utils import LowercaseDict
+
+        count = 0
+        for bucket_name, key, file, body in self._db.execute(
+            "SELECT bucket, key, file, body FROM s3_objects ORDER BY rowid"
+        ):
+            count += 1
+            meta = json.loads(body)
+            token = json.dumps([meta["etag"], meta["size"], meta["last_modified"]])
+            self._objects[(bucket_name, key)] = _Object(file, body, token)
+            bucket = _moto_bucket(bucket_name)
+            if bucket is None or _current_key(bucket, key) is not None:
+                continue
+            fake = FakeKey(
+                name=key,
+                value=b"",
+                account_id=bucket.account_id,
+                region_name=bucket.region_name,
+                storage=meta["storage_class"],
+                etag=meta["etag"].strip('"'),
+                is_versioned=bucket.is_versioned,
+                version_id=meta["version_id"],
+                bucket_name=bucket_name,
+                encryption=meta["encryption"],
+                kms_key_id=meta["kms_key_id"],
+                checksum_value=meta["checksum_value"],
+            )
+            fake._value_buffer.close()
+            fake._value_buffer = BodyFile(self._body_path(file))
+            fake.contentsize = meta["size"]
+            fake.last_modified = datetime.datetime.fromisoformat(meta["last_modified"])
+            fake._metadata = LowercaseDict(meta["metadata"])
+            fake.checksum_algorithm = meta["checksum_algorithm"]
+            fake.website_redirect_location = meta["redirect"]
+            bucket.keys.setlist(key, [fake])
+            if meta["tags"]:
+                backend = s3_backends[bucket.account_id][bucket.partition]
+                backend.tagger.tag_resource(fake.arn, [{"Key": k, "Value": v} for k, v in meta["tags"].items()])
+        return count
+
+    def _restore_logs(self) -> int:
+        from moto.logs.models import LogEvent, LogGroup, LogStream
+
+        for account, region, name, body in self._db.execute(
+            "SELECT account, region, name, body FROM log_groups"
+        ).fetchall():
+            data = json.loads(body)
+            backend = _backend_of_logs(account, region)
+            group = backend.groups.get(name)
+            state = self._groups[(account, region, name)] = _Group(group, body)
+            if group is None:
+                group = LogGroup(account, region, name, RetentionInDays=data["retention"], kmsKeyId=data["kms"])
+                group.creation_time = datetime.datetime.fromisoformat(data["created"])
+                backend.groups[name] = state.obj = group
+                if data["tags"]:
+                    backend.tag_resource(group.arn, data["tags"])
+        events = 0
+        for account, region, grp, name, body in self._db.execute(
+            "SELECT account, region, grp, name, body FROM log_streams"
+        ).fetchall():
+            state = self._groups[(account, region, grp)]
+            rows = self._db.execute(
+                "SELECT timestamp, ingestion, message FROM log_events "
+                "WHERE account = ? AND region = ? AND grp = ? AND stream = ? ORDER BY id",
+                (account, region, grp, name),
+            ).fetchall()
+            events += len(rows)
+            group = state.obj
+            if name in group.streams:  # moto has it already (an engine of this process wrote it)
+                state.streams[name] = _Stream(None, len(rows), body)
+                continue
+            data = json.loads(body)
+            stream = LogStream(group, name)
+            stream.creation_time = datetime.datetime.fromisoformat(data["created"])
+            stream.stored_bytes = data["stored_bytes"]
+            stream.upload_sequence_token = data["token"]
+            if data["last_ingestion"]:
+                stream.last_ingestion_time = datetime.datetime.fromisoformat(data["last_ingestion"])
+            stream.events = [LogEvent(ingestion, {"timestamp": ts, "message": msg}) for ts, ingestion, msg in rows]
+            group.streams[name] = stream
+            state.streams[name] = _Stream(stream, len(rows), body)
+        return events
+
+    def _restore_datums(self) -> int:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        rows: dict[tuple[str, str], list[str]] = {}
+        for account, region, body in self._db.execute(
+            "SELECT account, region, body FROM metric_datums ORDER BY id"
+        ):
+            rows.setdefault((account, region), []).append(body)
+        for (account, region), bodies in rows.items():
+            backend = cloudwatch_backends[account][region]
+            held = {json.dumps(_datum_to_json(d)) for d in backend.metric_data}
+            backend.metric_data.extend(_datum_from_json(json.loads(b)) for b in bodies if b not in held)
+            self._datums[(account, region)] = (backend, len(backend.metric_data))
+        return sum(len(b) for b in rows.values())
+
+    def _remove_orphans(self) -> None:
+        """Body files no row names: left by an engine killed between writing a body and its row."""
+        known = {o.file for o in self._objects.values()}
+        for folder in self._bodies.iterdir():
+            for path in folder.iterdir() if folder.is_dir() else ():
+                if path.name not in known:
+                    path.unlink(missing_ok=True)
+
+    def disk_bytes(self) -> int:
+        """Bytes the mirror takes in the data dir (database, its WAL, and bodies)."""
+        db = Path(self._bodies.parent, DB_NAME)
+        files = [db, db.with_name(f"{DB_NAME}-wal"), *self._bodies.rglob("*")]
+        return sum(p.stat().st_size for p in files if p.is_file())
+
+
+# -- reading moto's state ----------------------------------------------------------------------
+def _instantiated(backends: Any) -> Iterator[tuple[str, Any]]:
+    """(account, backend) for every region backend moto has created (none are created here)."""
+    for account, regions in list(dict.items(backends)):
+        for backend in list(dict.values(regions)):
+            yield account, backend
+
+
+def _backend_of_logs(account: str, region: str) -> Any:
+    from moto.logs.models import logs_backends
+
+    return logs_backends[account][region]
+
+
+def _moto_bucket(name: str) -> Any:
+    from moto.s3.models import s3_backends
+
+    owner = s3_backends.bucket_accounts.get(name)
+    if owner is None:
+        return None
+    partition, account = owner
+    return s3_backends[account][partition].buckets.get(name)
+
+
+def _current_key(bucket: Any, key: str) -> Any:
+    """moto's current version of ``key``; None if absent or a delete marker."""
+    from moto.s3.models import FakeKey
+
+    current = bucket.keys.get(key)
+    return current if isinstance(current, FakeKey) else None
+
+
+def _object_meta(fake: Any, bucket: Any) -> dict[str, Any]:
+    from moto.s3.models import s3_backends
+
+    tags = s3_backends[bucket.account_id][bucket.partition].tagger.get_tag_dict_for_resource(fake.arn)
+    return {
+        "etag": fake.etag,
+        "size": fake.size,
+        "last_modified": fake.last_modified.isoformat(),
+        "metadata": dict(fake.metadata),
+        "storage_class": fake.storage_class,
+        "version_id": fake._version_id,
+        "encryption": fake.encryption,
+        "kms_key_id": fake.kms_key_id,
+        "checksum_algorithm": fake.checksum_algorithm,
+        "checksum_value": fake.checksum_value,
+        "redirect": fake.website_redirect_location,
+        "tags": tags,
+    }
+
+
+def _s3_targets(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, key) a request may address: path style, and virtual-host style if the Host has a
+    subdomain. Both are tried; a guess that names nothing in moto or on disk changes nothing."""
+    raw = environ.get("PATH_INFO", "/")
+    path = raw.encode("latin-1").decode("utf-8", errors="replace")  # WSGI: bytes as latin-1
+    bucket, _, key = path.lstrip("/").partition("/")
+    targets = [(bucket, key)] if bucket else []
+    host = environ.get("HTTP_HOST", "").rpartition(":")[0] or environ.get("HTTP_HOST", "")
+    label, dot, _ = host.partition(".")
+    if dot and not label.isdigit() and not host.startswith("["):
+        targets.append((label, path.lstrip("/")))
+    return targets
+
+
+def _datum_to_json(datum: Any) -> dict[str, Any]:
+    from moto.cloudwatch.models import MetricAggregatedDatum
+
+    timestamp = datum.timestamp
+    body: dict[str, Any] = {
+        "namespace": datum.namespace,
+        "name": datum.name,
+        "dimensions": [{"Name": d.name, "Value": d.value} for d in datum.dimensions],
+        "timestamp": timestamp.isoformat() if isinstance(timestamp, datetime.datetime) else timestamp,
+        "datetime": isinstance(timestamp, datetime.datetime),
+        "unit": datum.unit,
+    }
+    if isinstance(datum, MetricAggregatedDatum):
+        body["stats"] = [datum.min, datum.max, datum.sample_count, datum.sum]
+    else:
+        body["value"] = datum.value
+    return body
+
+
+def _datum_from_json(body: dict[str, Any]) -> Any:
+    from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum
+
+    timestamp = body["timestamp"]
+    if body["datetime"]:
+        timestamp = datetime.datetime.fromisoformat(timestamp)
+    common = {"namespace": body["namespace"], "name": body["name"], "dimensions": body["dimensions"]}
+    if "stats" in body:
+        low, high, count, total = body["stats"]
+        return MetricAggregatedDatum(
+            **common,
+            min_stat=low,
+            max_stat=high,
+            sample_count=count,
+            sum_stat=total,
+            timestamp=timestamp,
+            unit=body["unit"],
+        )
+    return MetricDatum(**common, value=body["value"], timestamp=timestamp, unit=body["unit"])
