@@ -401,7 +401,8 @@ class AwsMirror:
         )
         if body != state.fingerprint:
             self._db.execute(
-                "INSERT OR REPLACE INTO log_streams (account, region, grp, name, body) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO log_streams (account, region, grp, name, body) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (*group_key, name, body),
             )
             state.fingerprint = body
@@ -507,7 +508,9 @@ class AwsMirror:
             bucket.keys.setlist(key, [fake])
             if meta["tags"]:
                 backend = s3_backends[bucket.account_id][bucket.partition]
-                backend.tagger.tag_resource(fake.arn, [{"Key": k, "Value": v} for k, v in meta["tags"].items()])
+                backend.tagger.tag_resource(
+                    fake.arn, [{"Key": k, "Value": v} for k, v in meta["tags"].items()]
+                )
         return count
 
     def _restore_logs(self) -> int:
@@ -521,7 +524,9 @@ class AwsMirror:
             group = backend.groups.get(name)
             state = self._groups[(account, region, name)] = _Group(group, body)
             if group is None:
-                group = LogGroup(account, region, name, RetentionInDays=data["retention"], kmsKeyId=data["kms"])
+                group = LogGroup(
+                    account, region, name, RetentionInDays=data["retention"], kmsKeyId=data["kms"]
+                )
                 group.creation_time = datetime.datetime.fromisoformat(data["created"])
                 backend.groups[name] = state.obj = group
                 if data["tags"]:
@@ -548,7 +553,9 @@ class AwsMirror:
             stream.upload_sequence_token = data["token"]
             if data["last_ingestion"]:
                 stream.last_ingestion_time = datetime.datetime.fromisoformat(data["last_ingestion"])
-            stream.events = [LogEvent(ingestion, {"timestamp": ts, "message": msg}) for ts, ingestion, msg in rows]
+            stream.events = [
+                LogEvent(ingestion, {"timestamp": ts, "message": msg}) for ts, ingestion, msg in rows
+            ]
             group.streams[name] = stream
             state.streams[name] = _Stream(stream, len(rows), body)
         return events
