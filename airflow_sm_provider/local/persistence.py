@@ -178,6 +178,7 @@ class AwsMirror:
         self._objects: dict[tuple[str, str], _Object] = {}
         self._groups: dict[tuple[str, str, str], _Group] = {}
         self._datums: dict[tuple[str, str], tuple[Any, int]] = {}  # (account, region) -> (backend, count)
+        self._folders: set[str] = set()  # body folders known to exist
 
     def close(self) -> None:
         with self._lock:
@@ -306,7 +307,9 @@ class AwsMirror:
         """Stream a moto key's body into a new file; returns its name (random, never the key)."""
         file = uuid.uuid4().hex
         path = self._body_path(file)
-        path.parent.mkdir(exist_ok=True)
+        if path.parent.name not in self._folders:
+            path.parent.mkdir(exist_ok=True)
+            self._folders.add(path.parent.name)
         with fake_key.lock, open(path, "wb") as out:
             buffer = fake_key._value_buffer  # moto keeps no public stream of a key's body
             buffer.seek(0)
