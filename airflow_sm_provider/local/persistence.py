@@ -47,6 +47,7 @@ what moto already holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -87,15 +88,14 @@ CREATE TABLE IF NOT EXISTS log_groups (
     PRIMARY KEY (account, region, name)
 );
 CREATE TABLE IF NOT EXISTS log_streams (
-    account TEXT NOT NULL, region TEXT NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL,
-    body TEXT NOT NULL, PRIMARY KEY (account, region, grp, name)
+    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, region TEXT NOT NULL,
+    grp TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (account, region, grp, name)
 );
 CREATE TABLE IF NOT EXISTS log_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, region TEXT NOT NULL,
-    grp TEXT NOT NULL, stream TEXT NOT NULL, timestamp INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, stream INTEGER NOT NULL, timestamp INTEGER NOT NULL,
     ingestion INTEGER NOT NULL, message TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (account, region, grp, stream, id);
+CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (stream, id);
 CREATE TABLE IF NOT EXISTS metric_datums (
     id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, region TEXT NOT NULL,
     body TEXT NOT NULL
@@ -145,6 +145,7 @@ class BodyFile:
 @dataclass
 class _Stream:
     obj: Any  # moto's LogStream whose events are on disk; None: unknown, rewrite on next sync
+    row: int  # its id in log_streams (events refer to it: group and stream names are not repeated)
     count: int
     fingerprint: str = ""
 
@@ -179,6 +180,7 @@ class AwsMirror:
         self._groups: dict[tuple[str, str, str], _Group] = {}
         self._datums: dict[tuple[str, str], tuple[Any, int]] = {}  # (account, region) -> (backend, count)
         self._folders: set[str] = set()  # body folders known to exist
+        self._doomed: list[tuple[str, str, str]] = []  # (bucket, key, body file) to delete on commit
 
     def close(self) -> None:
         with self._lock:
@@ -214,11 +216,29 @@ class AwsMirror:
         elif service == "logs":
             operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
             if not operation.startswith(_LOGS_READS):
-                with self._lock:
+                with self._transaction():
                     self._sync_logs()
         elif service == "monitoring":
-            with self._lock:
+            with self._transaction():
                 self._sync_datums()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One request's changes, under the mirror's lock, committed together (or not at all)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._doomed.clear()
+                self._load_index()
+                raise
+            self._db.execute("COMMIT")
+            # Only now may replaced bodies go: until the commit, the rows on disk still name them.
+            doomed, self._doomed = self._doomed, []
+            for bucket_name, key, file in doomed:
+                self._remove_body(bucket_name, key, file)
 
     # -- S3 -----------------------------------------------------------------------------------
     def _after_s3(self, environ: dict[str, Any], succeeded: bool) -> None:
@@ -226,7 +246,7 @@ class AwsMirror:
         if "uploads" in query or ("uploadId" in query and environ["REQUEST_METHOD"] != "POST"):
             return  # a multipart upload's start, parts or abort: no object changes until it completes
         targets = _s3_targets(environ)
-        with self._lock:
+        with self._transaction():
             touched = False
             for bucket, key in targets:
                 if key:
@@ -284,7 +304,7 @@ class AwsMirror:
         fingerprint = json.dumps(meta, sort_keys=True)
         if known is not None and known.fingerprint == fingerprint:
             return True
-        token = json.dumps([meta["etag"], meta["size"], meta["last_modified"]])
+        token = _body_token(meta)
         file = known.file if known is not None and known.body_token == token else self._copy_body(current)
         self._db.execute(
             "INSERT OR REPLACE INTO s3_objects (bucket, key, file, body) VALUES (?, ?, ?, ?)",
@@ -292,13 +312,13 @@ class AwsMirror:
         )
         self._objects[(bucket_name, key)] = _Object(file, fingerprint, token)
         if known is not None and known.file != file:
-            self._remove_body(bucket, key, known.file)
+            self._doomed.append((bucket_name, key, known.file))
         return True
 
     def _drop_object(self, bucket_name: str, key: str) -> None:
         known = self._objects.pop((bucket_name, key))
         self._db.execute("DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket_name, key))
-        self._remove_body(_moto_bucket(bucket_name), key, known.file)
+        self._doomed.append((bucket_name, key, known.file))
 
     def _body_path(self, file: str) -> Path:
         return self._bodies / file[:2] / file
@@ -317,9 +337,10 @@ class AwsMirror:
                 out.write(chunk)
         return file
 
-    def _remove_body(self, bucket: Any, key: str, file: str) -> None:
+    def _remove_body(self, bucket_name: str, key: str, file: str) -> None:
         """Delete a body file; older versions moto still holds that read it get their own copy."""
         path = self._body_path(file)
+        bucket = _moto_bucket(bucket_name)
         for version in bucket.keys.getlist(key, []) if bucket is not None else []:
             buffer = getattr(version, "_value_buffer", None)
             if isinstance(buffer, BodyFile) and buffer.path == path:
@@ -373,7 +394,7 @@ class AwsMirror:
         for stream_name, stream in streams.items():
             self._sync_stream(key, state, stream_name, stream)
         for gone in [s for s in state.streams if s not in streams]:
-            self._drop_stream(key, state, gone)
+            self._drop_stream(state, gone)
 
     def _sync_stream(self, group_key: tuple[str, str, str], group: _Group, name: str, stream: Any) -> None:
         events = stream.events
@@ -385,14 +406,17 @@ class AwsMirror:
             new = events[state.count : total]
         else:
             if state is not None:
-                self._drop_stream(group_key, group, name)
-            state = group.streams[name] = _Stream(stream, 0)
+                self._drop_stream(group, name)
+            row = self._db.execute(
+                "INSERT INTO log_streams (account, region, grp, name, body) VALUES (?, ?, ?, ?, '{}')",
+                (*group_key, name),
+            ).lastrowid
+            state = group.streams[name] = _Stream(stream, row, 0)
             new = events[:total]
         if new:
             self._db.executemany(
-                "INSERT INTO log_events (account, region, grp, stream, timestamp, ingestion, message) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(*group_key, name, e.timestamp, e.ingestion_time, e.message) for e in new],
+                "INSERT INTO log_events (stream, timestamp, ingestion, message) VALUES (?, ?, ?, ?)",
+                [(state.row, e.timestamp, e.ingestion_time, e.message) for e in new],
             )
             state.count = total
         last = stream.last_ingestion_time
@@ -405,25 +429,19 @@ class AwsMirror:
             }
         )
         if body != state.fingerprint:
-            self._db.execute(
-                "INSERT OR REPLACE INTO log_streams (account, region, grp, name, body) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (*group_key, name, body),
-            )
+            self._db.execute("UPDATE log_streams SET body = ? WHERE id = ?", (body, state.row))
             state.fingerprint = body
 
-    def _drop_stream(self, group_key: tuple[str, str, str], group: _Group, name: str) -> None:
-        where = "account = ? AND region = ? AND grp = ?"
-        self._db.execute(f"DELETE FROM log_events WHERE {where} AND stream = ?", (*group_key, name))  # noqa: S608
-        self._db.execute(f"DELETE FROM log_streams WHERE {where} AND name = ?", (*group_key, name))  # noqa: S608
-        group.streams.pop(name, None)
+    def _drop_stream(self, group: _Group, name: str) -> None:
+        state = group.streams.pop(name)
+        self._db.execute("DELETE FROM log_events WHERE stream = ?", (state.row,))
+        self._db.execute("DELETE FROM log_streams WHERE id = ?", (state.row,))
 
     def _drop_group(self, key: tuple[str, str, str]) -> None:
-        where = "account = ? AND region = ? AND grp = ?"
-        self._db.execute(f"DELETE FROM log_events WHERE {where}", key)  # noqa: S608
-        self._db.execute(f"DELETE FROM log_streams WHERE {where}", key)  # noqa: S608
+        group = self._groups.pop(key)
+        for name in list(group.streams):
+            self._drop_stream(group, name)
         self._db.execute("DELETE FROM log_groups WHERE account = ? AND region = ? AND name = ?", key)
-        self._groups.pop(key, None)
 
     # -- CloudWatch metrics -------------------------------------------------------------------
     def _sync_datums(self) -> None:
@@ -444,19 +462,25 @@ class AwsMirror:
                 )
             self._datums[key] = (backend, total)
 
-    # -- start --------------------------------------------------------------------------------
+    # -- start ---------------------------------------------------------------------------------
     def restore(self) -> dict[str, int]:
         """Load the mirror into moto (what moto lacks) and remove orphaned body files.
 
         Returns how many buckets, objects, log events and datums are on disk.
         """
         with self._lock:
-            counts = dict.fromkeys(("buckets", "objects", "log_events", "datums"), 0)
+            self._load_index()
+            counts = {
+                "buckets": len(self._buckets),
+                "objects": len(self._objects),
+                "log_events": sum(s.count for g in self._groups.values() for s in g.streams.values()),
+                "datums": 0,
+            }
             # moto's models are imported only when there is something to load: a fresh start stays fast.
-            if self._has_rows("s3_buckets"):
-                counts["buckets"], counts["objects"] = self._restore_buckets(), self._restore_objects()
-            if self._has_rows("log_groups"):
-                counts["log_events"] = self._restore_logs()
+            if self._buckets:
+                self._restore_s3()
+            if self._groups:
+                self._restore_logs()
             if self._has_rows("metric_datums"):
                 counts["datums"] = self._restore_datums()
             self._remove_orphans()
@@ -465,35 +489,50 @@ class AwsMirror:
     def _has_rows(self, table: str) -> bool:
         return self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None  # noqa: S608
 
-    def _restore_buckets(self) -> int:
-        from moto.s3.models import s3_backends
+    def _load_index(self) -> None:
+        """What is on disk, as the mirror compares it with moto; moto's objects yet unknown.
+
+        Also what a failed update falls back to: the database is the truth, and every log stream
+        and metric datum is written anew from moto at its next update.
+        """
+        self._buckets = dict(self._db.execute("SELECT name, body FROM s3_buckets"))
+        self._objects = {
+            (bucket, key): _Object(file, body, _body_token(json.loads(body)))
+            for bucket, key, file, body in self._db.execute(
+                "SELECT bucket, key, file, body FROM s3_objects ORDER BY rowid"
+            )
+        }
+        self._groups = {
+            (account, region, name): _Group(None, body)
+            for account, region, name, body in self._db.execute(
+                "SELECT account, region, name, body FROM log_groups"
+            )
+        }
+        counts = dict(self._db.execute("SELECT stream, count(*) FROM log_events GROUP BY stream"))
+        for row, account, region, grp, name, body in self._db.execute(
+            "SELECT id, account, region, grp, name, body FROM log_streams"
+        ).fetchall():
+            self._groups[(account, region, grp)].streams[name] = _Stream(None, row, counts.get(row, 0), body)
+        self._datums = {}
+
+    def _restore_s3(self) -> None:
+        from moto.s3.models import FakeKey, s3_backends
+        from moto.utilities.utils import LowercaseDict
 
         rows = self._db.execute("SELECT name, account, partition, body FROM s3_buckets").fetchall()
         for name, account, partition, body in rows:
-            self._buckets[name] = body
             if _moto_bucket(name) is not None:
                 continue
             data = json.loads(body)
             bucket = s3_backends[account][partition].create_bucket(name, data["region"])
             bucket.creation_date = datetime.datetime.fromisoformat(data["created"])
             bucket.versioning_status = data["versioning"]
-        return len(rows)
-
-    def _restore_objects(self) -> int:
-        from moto.s3.models import FakeKey, s3_backends
-        from moto.utilities.utils import LowercaseDict
-
-        count = 0
-        for bucket_name, key, file, body in self._db.execute(
-            "SELECT bucket, key, file, body FROM s3_objects ORDER BY rowid"
-        ):
-            count += 1
-            meta = json.loads(body)
-            token = json.dumps([meta["etag"], meta["size"], meta["last_modified"]])
-            self._objects[(bucket_name, key)] = _Object(file, body, token)
-            bucket = _moto_bucket(bucket_name)
+        buckets = {name: _moto_bucket(name) for name in self._buckets}
+        for (bucket_name, key), known in self._objects.items():
+            bucket = buckets.get(bucket_name)
             if bucket is None or _current_key(bucket, key) is not None:
                 continue
+            meta = json.loads(known.fingerprint)
             fake = FakeKey(
                 name=key,
                 value=b"",
@@ -509,7 +548,7 @@ class AwsMirror:
                 checksum_value=meta["checksum_value"],
             )
             fake._value_buffer.close()
-            fake._value_buffer = BodyFile(self._body_path(file))
+            fake._value_buffer = BodyFile(self._body_path(known.file))
             fake.contentsize = meta["size"]
             fake.last_modified = datetime.datetime.fromisoformat(meta["last_modified"])
             fake._metadata = LowercaseDict(meta["metadata"])
@@ -521,19 +560,15 @@ class AwsMirror:
                 backend.tagger.tag_resource(
                     fake.arn, [{"Key": k, "Value": v} for k, v in meta["tags"].items()]
                 )
-        return count
 
-    def _restore_logs(self) -> int:
+    def _restore_logs(self) -> None:
         from moto.logs.models import LogEvent, LogGroup, LogStream
 
-        for account, region, name, body in self._db.execute(
-            "SELECT account, region, name, body FROM log_groups"
-        ).fetchall():
-            data = json.loads(body)
+        for (account, region, name), state in self._groups.items():
             backend = _backend_of_logs(account, region)
-            group = backend.groups.get(name)
-            state = self._groups[(account, region, name)] = _Group(group, body)
+            group = state.obj = backend.groups.get(name)
             if group is None:
+                data = json.loads(state.fingerprint)
                 group = LogGroup(
                     account, region, name, RetentionInDays=data["retention"], kmsKeyId=data["kms"]
                 )
@@ -541,34 +576,24 @@ class AwsMirror:
                 backend.groups[name] = state.obj = group
                 if data["tags"]:
                     backend.tag_resource(group.arn, data["tags"])
-        events = 0
-        for account, region, grp, name, body in self._db.execute(
-            "SELECT account, region, grp, name, body FROM log_streams"
-        ).fetchall():
-            state = self._groups[(account, region, grp)]
-            rows = self._db.execute(
-                "SELECT timestamp, ingestion, message FROM log_events "
-                "WHERE account = ? AND region = ? AND grp = ? AND stream = ? ORDER BY id",
-                (account, region, grp, name),
-            ).fetchall()
-            events += len(rows)
-            group = state.obj
-            if name in group.streams:  # moto has it already (an engine of this process wrote it)
-                state.streams[name] = _Stream(None, len(rows), body)
-                continue
-            data = json.loads(body)
-            stream = LogStream(group, name)
-            stream.creation_time = datetime.datetime.fromisoformat(data["created"])
-            stream.stored_bytes = data["stored_bytes"]
-            stream.upload_sequence_token = data["token"]
-            if data["last_ingestion"]:
-                stream.last_ingestion_time = datetime.datetime.fromisoformat(data["last_ingestion"])
-            stream.events = [
-                LogEvent(ingestion, {"timestamp": ts, "message": msg}) for ts, ingestion, msg in rows
-            ]
-            group.streams[name] = stream
-            state.streams[name] = _Stream(stream, len(rows), body)
-        return events
+            for stream_name, stream_state in state.streams.items():
+                if stream_name in group.streams:  # moto has it already (an engine of this process wrote it)
+                    continue
+                data = json.loads(stream_state.fingerprint)
+                stream = LogStream(group, stream_name)
+                stream.creation_time = datetime.datetime.fromisoformat(data["created"])
+                stream.stored_bytes = data["stored_bytes"]
+                stream.upload_sequence_token = data["token"]
+                if data["last_ingestion"]:
+                    stream.last_ingestion_time = datetime.datetime.fromisoformat(data["last_ingestion"])
+                stream.events = [
+                    LogEvent(ingestion, {"timestamp": ts, "message": msg})
+                    for ts, ingestion, msg in self._db.execute(
+                        "SELECT timestamp, ingestion, message FROM log_events WHERE stream = ? ORDER BY id",
+                        (stream_state.row,),
+                    )
+                ]
+                group.streams[stream_name] = stream_state.obj = stream
 
     def _restore_datums(self) -> int:
         from moto.cloudwatch.models import cloudwatch_backends
@@ -630,6 +655,11 @@ def _current_key(bucket: Any, key: str) -> Any:
 
     current = bucket.keys.get(key)
     return current if isinstance(current, FakeKey) else None
+
+
+def _body_token(meta: dict[str, Any]) -> str:
+    """What tells one body from another: a new ETag, size or time means a new body to copy."""
+    return json.dumps([meta["etag"], meta["size"], meta["last_modified"]])
 
 
 def _object_meta(fake: Any, bucket: Any) -> dict[str, Any]:

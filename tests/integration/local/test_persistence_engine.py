@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -221,6 +222,9 @@ def test_objects_deletions_and_odd_keys_outlive_a_stopped_engine(tmp_path):
         re.fullmatch(r"[0-9a-f]{32}", p.name) and p.parent.parent == data_dir / BODIES_DIR for p in bodies
     )
     assert len(bodies) == len(WEIRD_KEYS) + 3  # one body per live object: overwritten bodies removed
+    orphan = data_dir / BODIES_DIR / "ff" / ("f" * 32)  # a body whose row a crash kept from being written
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"orphan")
 
     with LocalEngine(data_dir=data_dir) as engine:
         s3 = engine.client("s3")
@@ -255,4 +259,47 @@ def test_objects_deletions_and_odd_keys_outlive_a_stopped_engine(tmp_path):
         s3.put_object(Bucket=bucket, Key="overwritten", Body=b"third")
         s3.delete_object(Bucket=bucket, Key="doc.json")
     bodies = [p for p in (data_dir / BODIES_DIR).rglob("*") if p.is_file()]
-    assert len(bodies) == len(WEIRD_KEYS) + 2
+    assert not orphan.exists() and len(bodies) == len(WEIRD_KEYS) + 2
+
+
+def test_a_write_the_mirror_cannot_keep_is_refused_and_the_kept_object_stays_whole(tmp_path, monkeypatch):
+    """The disk failing (simulated: the body copy raises) fails the request; the object kept
+    before stays on disk whole, and the next write goes through."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from airflow_sm_provider.local.persistence import DB_NAME, AwsMirror
+
+    bucket = f"persist-{uuid.uuid4().hex[:12]}"
+    with LocalEngine(data_dir=tmp_path) as engine:
+        s3 = engine.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="k", Body=b"kept")
+        copy_body = AwsMirror._copy_body
+
+        def disk_full(self, fake_key):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(AwsMirror, "_copy_body", disk_full)
+        once = boto3.client(
+            "s3",
+            endpoint_url=engine.endpoint_url,
+            region_name=engine.region,
+            aws_access_key_id=engine.credentials.access_key_id,
+            aws_secret_access_key=engine.credentials.secret_access_key,
+            config=Config(retries={"max_attempts": 1}),
+        )
+        with pytest.raises(ClientError):  # the server's 500
+            once.put_object(Bucket=bucket, Key="k", Body=b"lost")
+        db = sqlite3.connect(tmp_path / DB_NAME)
+        (file,) = db.execute(
+            "SELECT file FROM s3_objects WHERE bucket = ? AND key = 'k'", (bucket,)
+        ).fetchone()
+        assert (tmp_path / BODIES_DIR / file[:2] / file).read_bytes() == b"kept"
+        monkeypatch.setattr(AwsMirror, "_copy_body", copy_body)
+        s3.put_object(Bucket=bucket, Key="k", Body=b"written")
+        (file,) = db.execute(
+            "SELECT file FROM s3_objects WHERE bucket = ? AND key = 'k'", (bucket,)
+        ).fetchone()
+        assert (tmp_path / BODIES_DIR / file[:2] / file).read_bytes() == b"written"
+        db.close()
