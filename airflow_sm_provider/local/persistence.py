@@ -38,11 +38,21 @@ multipart uploads not yet completed, bucket policies, lifecycle, notification an
 settings, object ACLs, CloudWatch alarms and dashboards. SageMaker's own records, Experiments
 and ``BatchPutMetrics`` points are in the engine's SQLite store already (:mod:`store`).
 
-Durability: SQLite runs with ``synchronous=NORMAL`` and bodies are not fsync'ed: everything
-acknowledged survives the engine process dying; a power loss may lose the last writes.
-Mirror updates run one at a time (one lock), so the last one always copies moto's latest state.
-Engines started in one process share moto: at start, a mirror adds what moto lacks and keeps
-what moto already holds.
+What is compared after which request: an S3 ``PUT``/``POST``/``DELETE`` brings the key its
+path names (path or virtual-host style) in line, or the whole bucket when it names no key that
+moto or the disk holds (bucket requests, DeleteObjects); multipart parts change nothing until
+the upload completes. A CloudWatch Logs write compares every stream's event count with the
+count on disk and appends the new events. A CloudWatch request appends the new datums.
+
+Durability: each request's changes are one SQLite transaction (WAL, ``synchronous=NORMAL``);
+bodies are written before it and not fsync'ed, and a replaced or deleted body is removed only
+after it commits. Everything acknowledged survives the engine process dying; a power loss may
+lose the last writes. A body written for a transaction that never committed is removed at the
+next start. If the mirror cannot write (a full disk), the request fails with a server error
+and the mirror re-reads its index from disk, so it never believes in a write it lost.
+Updates run one at a time (one lock), so the last one always copies moto's latest state; a
+large upload holds the lock while its body is copied. Engines started in one process share
+moto: at start, a mirror adds what moto lacks and keeps what moto already holds.
 """
 
 from __future__ import annotations
@@ -51,7 +61,6 @@ import contextlib
 import datetime
 import io
 import json
-import logging
 import os
 import sqlite3
 import threading
@@ -63,8 +72,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from airflow_sm_provider.local.gate import SERVICE_KEY
-
-log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
