@@ -185,6 +185,7 @@ WEIRD_KEYS = [
 def test_objects_deletions_and_odd_keys_outlive_a_stopped_engine(tmp_path):
     data_dir = tmp_path / "data"
     bucket, gone_bucket = f"persist-{uuid.uuid4().hex[:12]}", f"persist-gone-{uuid.uuid4().hex[:8]}"
+    versioned = f"persist-versioned-{uuid.uuid4().hex[:8]}"
     multipart = os.urandom(6 * 1024 * 1024)
     with engine_process(data_dir) as (process, remote):
         s3 = remote.client("s3")
@@ -205,6 +206,9 @@ def test_objects_deletions_and_odd_keys_outlive_a_stopped_engine(tmp_path):
             Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024),
         )
         s3.put_object_tagging(Bucket=bucket, Key="doc.json", Tagging={"TagSet": [{"Key": "t", "Value": "1"}]})
+        s3.create_bucket(Bucket=versioned)
+        s3.put_bucket_versioning(Bucket=versioned, VersioningConfiguration={"Status": "Enabled"})
+        first_version = s3.put_object(Bucket=versioned, Key="v", Body=b"one")["VersionId"]
         s3.create_bucket(Bucket=gone_bucket)
         s3.put_object(Bucket=gone_bucket, Key="x", Body=b"x")
         s3.delete_object(Bucket=gone_bucket, Key="x")
@@ -221,7 +225,7 @@ def test_objects_deletions_and_odd_keys_outlive_a_stopped_engine(tmp_path):
     assert all(
         re.fullmatch(r"[0-9a-f]{32}", p.name) and p.parent.parent == data_dir / BODIES_DIR for p in bodies
     )
-    assert len(bodies) == len(WEIRD_KEYS) + 3  # one body per live object: overwritten bodies removed
+    assert len(bodies) == len(WEIRD_KEYS) + 4  # one body per live object: overwritten bodies removed
     orphan = data_dir / BODIES_DIR / "ff" / ("f" * 32)  # a body whose row a crash kept from being written
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"orphan")
@@ -230,6 +234,7 @@ def test_objects_deletions_and_odd_keys_outlive_a_stopped_engine(tmp_path):
         s3 = engine.client("s3")
         listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
         assert sorted(listed) == sorted([*WEIRD_KEYS, "doc.json", "overwritten", "multipart.bin"])
+        assert s3.get_object(Bucket=versioned, Key="v")["VersionId"] == first_version
         for key in WEIRD_KEYS:
             assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
         doc = s3.get_object(Bucket=bucket, Key="doc.json")
@@ -258,8 +263,13 @@ def test_objects_deletions_and_odd_keys_outlive_a_stopped_engine(tmp_path):
         # A restored object overwritten and deleted after the restart: written through as before.
         s3.put_object(Bucket=bucket, Key="overwritten", Body=b"third")
         s3.delete_object(Bucket=bucket, Key="doc.json")
+        # Only the current version is kept on disk; the older one moto holds stays readable.
+        assert s3.get_bucket_versioning(Bucket=versioned)["Status"] == "Enabled"
+        s3.put_object(Bucket=versioned, Key="v", Body=b"two")
+        assert s3.get_object(Bucket=versioned, Key="v")["Body"].read() == b"two"
+        assert s3.get_object(Bucket=versioned, Key="v", VersionId=first_version)["Body"].read() == b"one"
     bodies = [p for p in (data_dir / BODIES_DIR).rglob("*") if p.is_file()]
-    assert not orphan.exists() and len(bodies) == len(WEIRD_KEYS) + 2
+    assert not orphan.exists() and len(bodies) == len(WEIRD_KEYS) + 3
 
 
 def test_a_write_the_mirror_cannot_keep_is_refused_and_the_kept_object_stays_whole(tmp_path, monkeypatch):
