@@ -28,9 +28,11 @@ Layout under the data dir:
 
 Bodies are streamed from moto to their file, never held whole in memory. At start, objects come
 back with their bodies left on disk: moto reads a restored object's file when it is asked for
-it (:class:`BodyFile`), so start time grows with the number of objects and log events, not with
-their bytes. An object uploaded in this run is held by moto as moto holds it (in memory up to
-about 5 MiB, in a temporary file above) and on disk in the data dir.
+it (:class:`~airflow_sm_provider.local.moto_state.BodyFile`), so start time grows with the
+number of objects and log events, not with their bytes. How moto's models are read and built
+back is :mod:`~airflow_sm_provider.local.moto_state`'s concern alone. An object uploaded in
+this run is held by moto as moto holds it (in memory up to about 5 MiB, in a temporary file
+above) and on disk in the data dir.
 
 Kept: the current version of every object (a versioned bucket keeps only its latest version
 across a restart), buckets, log groups, streams and events, CloudWatch metric datums. Not kept:
@@ -58,10 +60,7 @@ moto: at start, a mirror adds what moto lacks and keeps what moto already holds.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import io
 import json
-import os
 import sqlite3
 import threading
 import uuid
@@ -71,6 +70,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from airflow_sm_provider.local import moto_state
 from airflow_sm_provider.local.gate import SERVICE_KEY
 
 StartResponse = Callable[..., Any]
@@ -78,7 +78,6 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 DB_NAME = "aws-state.sqlite3"
 BODIES_DIR = "s3-objects"
-_CHUNK = 1024 * 1024
 #: CloudWatch Logs operations that change nothing: no mirror update after them.
 _LOGS_READS = ("Describe", "Get", "List", "Filter", "Test", "StartQuery", "StopQuery")
 
@@ -108,45 +107,6 @@ CREATE TABLE IF NOT EXISTS metric_datums (
     body TEXT NOT NULL
 );
 """
-
-
-class BodyFile:
-    """A restored object's body as moto reads it: a read-only file opened for each read.
-
-    One open file per object would run out of descriptors with many objects; this holds none.
-    ``close()`` (moto disposing of the key) leaves the file alone: the mirror owns it.
-    """
-
-    mode = "rb"
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._position = 0
-        self.closed = False
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: os.path.getsize(self.path)}
-        self._position = base[whence] + offset
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
-
-    def read(self, size: int = -1) -> bytes:
-        with open(self.path, "rb") as body:
-            body.seek(self._position)
-            data = body.read() if size is None or size < 0 else body.read(size)
-        self._position += len(data)
-        return data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def write(self, data: bytes) -> int:
-        raise io.UnsupportedOperation("a restored object's body is read-only")
-
-    def truncate(self, size: int | None = None) -> int:
-        raise io.UnsupportedOperation("a restored object's body is read-only")
 
 
 @dataclass
@@ -263,7 +223,7 @@ class AwsMirror:
                     self._sync_bucket(bucket)
 
     def _sync_bucket(self, name: str) -> None:
-        bucket = _moto_bucket(name)
+        bucket = moto_state.bucket(name)
         if bucket is None:
             if name in self._buckets:
                 self._drop_bucket(name)
@@ -276,13 +236,7 @@ class AwsMirror:
             self._sync_key(bucket_name, key)
 
     def _save_bucket(self, bucket: Any) -> None:
-        body = json.dumps(
-            {
-                "region": bucket.region_name,
-                "created": bucket.creation_date.isoformat(),
-                "versioning": bucket.versioning_status,
-            }
-        )
+        body = json.dumps(moto_state.bucket_meta(bucket))
         if self._buckets.get(bucket.name) != body:
             self._db.execute(
                 "INSERT OR REPLACE INTO s3_buckets (name, account, partition, body) VALUES (?, ?, ?, ?)",
@@ -298,8 +252,8 @@ class AwsMirror:
 
     def _sync_key(self, bucket_name: str, key: str) -> bool:
         """Bring one key on disk in line with moto; False if neither holds it."""
-        bucket = _moto_bucket(bucket_name)
-        current = _current_key(bucket, key) if bucket is not None else None
+        bucket = moto_state.bucket(bucket_name)
+        current = moto_state.current_key(bucket, key) if bucket is not None else None
         known = self._objects.get((bucket_name, key))
         if current is None:
             if known is None:
@@ -307,7 +261,7 @@ class AwsMirror:
             self._drop_object(bucket_name, key)
             return True
         self._save_bucket(bucket)
-        meta = _object_meta(current, bucket)
+        meta = moto_state.object_meta(current, bucket)
         fingerprint = json.dumps(meta, sort_keys=True)
         if known is not None and known.fingerprint == fingerprint:
             return True
@@ -337,35 +291,19 @@ class AwsMirror:
         if path.parent.name not in self._folders:
             path.parent.mkdir(exist_ok=True)
             self._folders.add(path.parent.name)
-        with fake_key.lock, open(path, "wb") as out:
-            buffer = fake_key._value_buffer  # moto keeps no public stream of a key's body
-            buffer.seek(0)
-            while chunk := buffer.read(_CHUNK):
-                out.write(chunk)
+        with open(path, "wb") as out:
+            moto_state.copy_body(fake_key, out)
         return file
 
     def _remove_body(self, bucket_name: str, key: str, file: str) -> None:
         """Delete a body file; older versions moto still holds that read it get their own copy."""
         path = self._body_path(file)
-        bucket = _moto_bucket(bucket_name)
-        for version in bucket.keys.getlist(key, []) if bucket is not None else []:
-            buffer = getattr(version, "_value_buffer", None)
-            if isinstance(buffer, BodyFile) and buffer.path == path:
-                import tempfile
-
-                with version.lock:
-                    copy = tempfile.SpooledTemporaryFile(version._max_buffer_size)  # noqa: SIM115
-                    buffer.seek(0)
-                    while chunk := buffer.read(_CHUNK):
-                        copy.write(chunk)
-                    version._value_buffer = copy
+        moto_state.detach_body(bucket_name, key, path)
         path.unlink(missing_ok=True)
 
     # -- CloudWatch Logs ----------------------------------------------------------------------
     def _sync_logs(self) -> None:
-        from moto.logs.models import logs_backends
-
-        for account, backend in _instantiated(logs_backends):
+        for account, backend in moto_state.backends_in_use("logs"):
             region = backend.region_name
             present = dict(backend.groups)
             for name, group in present.items():
@@ -381,16 +319,7 @@ class AwsMirror:
                 self._drop_group(key)
             state = self._groups[key] = _Group(group)
         state.obj = group
-        tags = _backend_of_logs(account, region).list_tags_for_resource(group.arn)
-        body = json.dumps(
-            {
-                "created": group.creation_time.isoformat(),
-                "retention": group.retention_in_days,
-                "kms": group.kms_key_id,
-                "tags": tags,
-            },
-            sort_keys=True,
-        )
+        body = json.dumps(moto_state.group_meta(account, region, group), sort_keys=True)
         if body != state.fingerprint:
             self._db.execute(
                 "INSERT OR REPLACE INTO log_groups (account, region, name, body) VALUES (?, ?, ?, ?)",
@@ -426,15 +355,7 @@ class AwsMirror:
                 [(state.row, e.timestamp, e.ingestion_time, e.message) for e in new],
             )
             state.count = total
-        last = stream.last_ingestion_time
-        body = json.dumps(
-            {
-                "created": stream.creation_time.isoformat(),
-                "stored_bytes": stream.stored_bytes,
-                "token": stream.upload_sequence_token,
-                "last_ingestion": last.isoformat() if last is not None else None,
-            }
-        )
+        body = json.dumps(moto_state.stream_meta(stream))
         if body != state.fingerprint:
             self._db.execute("UPDATE log_streams SET body = ? WHERE id = ?", (body, state.row))
             state.fingerprint = body
@@ -452,9 +373,7 @@ class AwsMirror:
 
     # -- CloudWatch metrics -------------------------------------------------------------------
     def _sync_datums(self) -> None:
-        from moto.cloudwatch.models import cloudwatch_backends
-
-        for account, backend in _instantiated(cloudwatch_backends):
+        for account, backend in moto_state.backends_in_use("cloudwatch"):
             key = (account, backend.region_name)
             data = backend.metric_data
             total = len(data)
@@ -465,7 +384,7 @@ class AwsMirror:
             if total > count:
                 self._db.executemany(
                     "INSERT INTO metric_datums (account, region, body) VALUES (?, ?, ?)",
-                    [(*key, json.dumps(_datum_to_json(d))) for d in data[count:total]],
+                    [(*key, json.dumps(moto_state.datum_to_json(d))) for d in data[count:total]],
                 )
             self._datums[key] = (backend, total)
 
@@ -523,97 +442,46 @@ class AwsMirror:
         self._datums = {}
 
     def _restore_s3(self) -> None:
-        from moto.s3.models import FakeKey, s3_backends
-        from moto.utilities.utils import LowercaseDict
-
-        rows = self._db.execute("SELECT name, account, partition, body FROM s3_buckets").fetchall()
-        for name, account, partition, body in rows:
-            if _moto_bucket(name) is not None:
-                continue
-            data = json.loads(body)
-            bucket = s3_backends[account][partition].create_bucket(name, data["region"])
-            bucket.creation_date = datetime.datetime.fromisoformat(data["created"])
-            bucket.versioning_status = data["versioning"]
-        buckets = {name: _moto_bucket(name) for name in self._buckets}
+        for name, account, partition, body in self._db.execute(
+            "SELECT name, account, partition, body FROM s3_buckets"
+        ).fetchall():
+            if moto_state.bucket(name) is None:
+                moto_state.add_bucket(name, account, partition, json.loads(body))
+        buckets = {name: moto_state.bucket(name) for name in self._buckets}
         for (bucket_name, key), known in self._objects.items():
             bucket = buckets.get(bucket_name)
-            if bucket is None or _current_key(bucket, key) is not None:
-                continue
-            meta = json.loads(known.fingerprint)
-            fake = FakeKey(
-                name=key,
-                value=b"",
-                account_id=bucket.account_id,
-                region_name=bucket.region_name,
-                storage=meta["storage_class"],
-                etag=meta["etag"].strip('"'),
-                is_versioned=bucket.is_versioned,
-                version_id=meta["version_id"],
-                bucket_name=bucket_name,
-                encryption=meta["encryption"],
-                kms_key_id=meta["kms_key_id"],
-                checksum_value=meta["checksum_value"],
-            )
-            fake._value_buffer.close()
-            fake._value_buffer = BodyFile(self._body_path(known.file))
-            fake.contentsize = meta["size"]
-            fake.last_modified = datetime.datetime.fromisoformat(meta["last_modified"])
-            fake._metadata = LowercaseDict(meta["metadata"])
-            fake.checksum_algorithm = meta["checksum_algorithm"]
-            fake.website_redirect_location = meta["redirect"]
-            bucket.keys.setlist(key, [fake])
-            if meta["tags"]:
-                backend = s3_backends[bucket.account_id][bucket.partition]
-                backend.tagger.tag_resource(
-                    fake.arn, [{"Key": k, "Value": v} for k, v in meta["tags"].items()]
-                )
+            if bucket is not None and moto_state.current_key(bucket, key) is None:
+                moto_state.add_key(bucket, key, json.loads(known.fingerprint), self._body_path(known.file))
 
     def _restore_logs(self) -> None:
-        from moto.logs.models import LogEvent, LogGroup, LogStream
-
         for (account, region, name), state in self._groups.items():
-            backend = _backend_of_logs(account, region)
-            group = state.obj = backend.groups.get(name)
+            group = moto_state.logs_backend(account, region).groups.get(name)
             if group is None:
-                data = json.loads(state.fingerprint)
-                group = LogGroup(
-                    account, region, name, RetentionInDays=data["retention"], kmsKeyId=data["kms"]
-                )
-                group.creation_time = datetime.datetime.fromisoformat(data["created"])
-                backend.groups[name] = state.obj = group
-                if data["tags"]:
-                    backend.tag_resource(group.arn, data["tags"])
+                group = moto_state.add_group(account, region, name, json.loads(state.fingerprint))
+            state.obj = group
             for stream_name, stream_state in state.streams.items():
                 if stream_name in group.streams:  # moto has it already (an engine of this process wrote it)
                     continue
-                data = json.loads(stream_state.fingerprint)
-                stream = LogStream(group, stream_name)
-                stream.creation_time = datetime.datetime.fromisoformat(data["created"])
-                stream.stored_bytes = data["stored_bytes"]
-                stream.upload_sequence_token = data["token"]
-                if data["last_ingestion"]:
-                    stream.last_ingestion_time = datetime.datetime.fromisoformat(data["last_ingestion"])
-                stream.events = [
-                    LogEvent(ingestion, {"timestamp": ts, "message": msg})
-                    for ts, ingestion, msg in self._db.execute(
-                        "SELECT timestamp, ingestion, message FROM log_events WHERE stream = ? ORDER BY id",
-                        (stream_state.row,),
-                    )
-                ]
-                group.streams[stream_name] = stream_state.obj = stream
+                events = self._db.execute(
+                    "SELECT timestamp, ingestion, message FROM log_events WHERE stream = ? ORDER BY id",
+                    (stream_state.row,),
+                )
+                stream_state.obj = moto_state.add_stream(
+                    group, stream_name, json.loads(stream_state.fingerprint), events
+                )
 
     def _restore_datums(self) -> int:
-        from moto.cloudwatch.models import cloudwatch_backends
-
         rows: dict[tuple[str, str], list[str]] = {}
         for account, region, body in self._db.execute(
             "SELECT account, region, body FROM metric_datums ORDER BY id"
         ):
             rows.setdefault((account, region), []).append(body)
         for (account, region), bodies in rows.items():
-            backend = cloudwatch_backends[account][region]
-            held = {json.dumps(_datum_to_json(d)) for d in backend.metric_data}
-            backend.metric_data.extend(_datum_from_json(json.loads(b)) for b in bodies if b not in held)
+            backend = moto_state.cloudwatch_backend(account, region)
+            held = {json.dumps(moto_state.datum_to_json(d)) for d in backend.metric_data}
+            backend.metric_data.extend(
+                moto_state.datum_from_json(json.loads(b)) for b in bodies if b not in held
+            )
             self._datums[(account, region)] = (backend, len(backend.metric_data))
         return sum(len(b) for b in rows.values())
 
@@ -625,68 +493,10 @@ class AwsMirror:
                 if path.name not in known:
                     path.unlink(missing_ok=True)
 
-    def disk_bytes(self) -> int:
-        """Bytes the mirror takes in the data dir (database, its WAL, and bodies)."""
-        db = Path(self._bodies.parent, DB_NAME)
-        files = [db, db.with_name(f"{DB_NAME}-wal"), *self._bodies.rglob("*")]
-        return sum(p.stat().st_size for p in files if p.is_file())
-
-
-# -- reading moto's state ----------------------------------------------------------------------
-def _instantiated(backends: Any) -> Iterator[tuple[str, Any]]:
-    """(account, backend) for every region backend moto has created (none are created here)."""
-    for account, regions in list(dict.items(backends)):
-        for backend in list(dict.values(regions)):
-            yield account, backend
-
-
-def _backend_of_logs(account: str, region: str) -> Any:
-    from moto.logs.models import logs_backends
-
-    return logs_backends[account][region]
-
-
-def _moto_bucket(name: str) -> Any:
-    from moto.s3.models import s3_backends
-
-    owner = s3_backends.bucket_accounts.get(name)
-    if owner is None:
-        return None
-    partition, account = owner
-    return s3_backends[account][partition].buckets.get(name)
-
-
-def _current_key(bucket: Any, key: str) -> Any:
-    """moto's current version of ``key``; None if absent or a delete marker."""
-    from moto.s3.models import FakeKey
-
-    current = bucket.keys.get(key)
-    return current if isinstance(current, FakeKey) else None
-
 
 def _body_token(meta: dict[str, Any]) -> str:
     """What tells one body from another: a new ETag, size or time means a new body to copy."""
     return json.dumps([meta["etag"], meta["size"], meta["last_modified"]])
-
-
-def _object_meta(fake: Any, bucket: Any) -> dict[str, Any]:
-    from moto.s3.models import s3_backends
-
-    tags = s3_backends[bucket.account_id][bucket.partition].tagger.get_tag_dict_for_resource(fake.arn)
-    return {
-        "etag": fake.etag,
-        "size": fake.size,
-        "last_modified": fake.last_modified.isoformat(),
-        "metadata": dict(fake.metadata),
-        "storage_class": fake.storage_class,
-        "version_id": fake._version_id,
-        "encryption": fake.encryption,
-        "kms_key_id": fake.kms_key_id,
-        "checksum_algorithm": fake.checksum_algorithm,
-        "checksum_value": fake.checksum_value,
-        "redirect": fake.website_redirect_location,
-        "tags": tags,
-    }
 
 
 def _s3_targets(environ: dict[str, Any]) -> list[tuple[str, str]]:
@@ -701,43 +511,3 @@ def _s3_targets(environ: dict[str, Any]) -> list[tuple[str, str]]:
     if dot and not label.isdigit() and not host.startswith("["):
         targets.append((label, path.lstrip("/")))
     return targets
-
-
-def _datum_to_json(datum: Any) -> dict[str, Any]:
-    from moto.cloudwatch.models import MetricAggregatedDatum
-
-    timestamp = datum.timestamp
-    body: dict[str, Any] = {
-        "namespace": datum.namespace,
-        "name": datum.name,
-        "dimensions": [{"Name": d.name, "Value": d.value} for d in datum.dimensions],
-        "timestamp": timestamp.isoformat() if isinstance(timestamp, datetime.datetime) else timestamp,
-        "datetime": isinstance(timestamp, datetime.datetime),
-        "unit": datum.unit,
-    }
-    if isinstance(datum, MetricAggregatedDatum):
-        body["stats"] = [datum.min, datum.max, datum.sample_count, datum.sum]
-    else:
-        body["value"] = datum.value
-    return body
-
-
-def _datum_from_json(body: dict[str, Any]) -> Any:
-    from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum
-
-    timestamp = body["timestamp"]
-    if body["datetime"]:
-        timestamp = datetime.datetime.fromisoformat(timestamp)
-    common = {"namespace": body["namespace"], "name": body["name"], "dimensions": body["dimensions"]}
-    if "stats" in body:
-        low, high, count, total = body["stats"]
-        return MetricAggregatedDatum(
-            **common,
-            min_stat=low,
-            max_stat=high,
-            sample_count=count,
-            sum_stat=total,
-            timestamp=timestamp,
-            unit=body["unit"],
-        )
-    return MetricDatum(**common, value=body["value"], timestamp=timestamp, unit=body["unit"])

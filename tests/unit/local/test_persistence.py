@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from airflow_sm_provider.local.persistence import BodyFile, _s3_targets
+from airflow_sm_provider.local.moto_state import BodyFile
+from airflow_sm_provider.local.persistence import _s3_targets
 
 
 @pytest.mark.parametrize(
