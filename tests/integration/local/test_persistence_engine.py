@@ -152,10 +152,11 @@ def test_a_job_artifact_logs_and_metrics_outlive_a_killed_engine(tmp_path, monke
             monkeypatch.setenv(env_key, value)
         from airflow_sm_provider.hooks.metrics import SageMakerMetricsHook
 
-        frame = SageMakerMetricsHook(aws_conn_id="aws_default", region_name=engine.region).run_series(
-            {job["TrainingJobArn"]: ("run", name)}, ["acc"]
-        )
+        hook = SageMakerMetricsHook(aws_conn_id="aws_default", region_name=engine.region)
+        frame = hook.run_series({job["TrainingJobArn"]: ("run", name)}, ["acc"])
         assert frame.sort_values("step")["value"].tolist() == [s / 10 for s in range(5)]
+        curve = hook.log_series(hook.describe_runs([name])[0])  # the job's log, through its definitions
+        assert curve["value"].tolist() == pytest.approx([1.0 / (e + 1) for e in range(40)], abs=1e-5)
         points = engine.client("cloudwatch").get_metric_statistics(
             Namespace="/aws/sagemaker/TrainingJobs",
             MetricName="loss",
