@@ -23,7 +23,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=4566, help="port to listen on (default: 4566; 0 = any free)"
     )
     parser.add_argument(
-        "--data-dir", type=Path, help="keep job records and job directories here (default: temporary)"
+        "--data-dir",
+        type=Path,
+        help="keep job records, job directories, S3 objects, logs and metrics here, across restarts "
+        "(default: temporary)",
     )
     parser.add_argument("--max-concurrent-jobs", type=int, help="jobs that run at once (default: CPU count)")
     parser.add_argument(
