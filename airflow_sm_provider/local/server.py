@@ -122,7 +122,7 @@ class EngineApp:
             operation = self._metrics_routes.get((method, path), "")
             if operation:
                 return self._call("sagemaker-metrics", operation, self._metrics_ops, environ, start_response)
-            error = UnknownOperation(f"The local engine serves no {method} {path} for service sagemaker")
+            error = UnknownOperation(f"The local engine does not support sagemaker: {method} {path}")
             return _respond(start_response, error.status, error.to_body(), _JSON, error_code=error.code)
         return self._aws_app(environ, start_response)
 
@@ -156,7 +156,7 @@ class EngineApp:
             model.validate(service, operation, params)
             handler = handlers.get(operation)
             if handler is None:
-                raise UnknownOperation(f"The local engine does not implement {operation}")
+                raise UnknownOperation(f"The local engine does not support {service}:{operation}")
             return handler(params)
 
         return self._guarded(f"{service}.{operation}", run, start_response, content_type)
