@@ -133,7 +133,7 @@ class AwsErrors:
 
     Exceptions and HTML error pages become :data:`UNSUPPORTED` (``NotImplementedError``, a route
     ``app`` does not know) or :data:`INTERNAL` errors in the request's protocol; every other
-    response passes unchanged.
+    response passes unchanged, HEAD answers included (they have no body: the status is the error).
     """
 
     def __init__(self, app: WsgiApp) -> None:
@@ -147,7 +147,8 @@ class AwsErrors:
         ) -> Callable[[bytes], Any]:
             code = int(status.split(" ", 1)[0])
             content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-            if code >= 400 and content_type.startswith("text/html"):
+            # HEAD answers carry no body, so moto's default text/html there is no error page
+            if code >= 400 and content_type.startswith("text/html") and environ["REQUEST_METHOD"] != "HEAD":
                 html_status.append(code)
                 return lambda _data: None
             return start_response(status, headers, exc_info)

@@ -134,3 +134,8 @@ def test_a_failure_inside_moto_is_an_s3_internal_error_naming_the_action(engine,
         500,
         "s3:RestoreObject",
     )
+
+
+def test_a_head_request_keeps_its_status_as_the_error(engine):
+    """A HEAD answer has no body (moto labels it text/html): its status is the error, as on S3."""
+    _expect(lambda: _client(engine, "s3").head_bucket(Bucket=f"missing-{uuid.uuid4().hex}"), "404", 404)
