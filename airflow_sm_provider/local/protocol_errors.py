@@ -227,8 +227,7 @@ def _rest_routes(model: Any) -> dict[str, tuple[re.Pattern[str], frozenset[str],
         uri, _, query = model.operation_model(name).http["requestUri"].partition("?")
         regex = re.sub(r"\\\{[^}]*?\\\+\\\}", "(.+)", re.escape(uri))
         regex = re.sub(r"\\\{[^}]*?\\\}", "([^/]+)", regex)
-        if regex.endswith("/") and regex != "/":  # S3 writes "/{Bucket}/..." and clients may drop a slash
-            regex += "?"
+        regex = regex.rstrip("/") + "/?"  # a trailing slash is optional: clients differ
         keys = frozenset(part.partition("=")[0] for part in query.split("&") if part)
         literal = len(re.sub(r"\{[^}]*\}", "", uri))
         routes[name] = (re.compile(regex), keys, literal + 100 * len(keys))
