@@ -18,6 +18,8 @@ environ. Each request is then routed once, by what identifies a service on the w
 * anything else -> the embedded moto (S3, CloudWatch Logs, CloudWatch, STS, IAM, ...), which
   picks the service from the SigV4 credential scope. moto runs in this process as a WSGI
   application, so the whole engine is one port and one process; its state is per process.
+  The engine hands it in wrapped: :mod:`iam` answers the SDK's role checks, and
+  :mod:`protocol_errors` turns what moto cannot do into the AWS error of the request's protocol.
 
 Every handler request is validated against botocore's model first (:mod:`model`); any
 :class:`AwsError` becomes the error body AWS sends, in this module only:
