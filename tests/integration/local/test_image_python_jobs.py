@@ -28,8 +28,10 @@ def test_the_log_of_a_scikit_learn_job_warns_of_features_newer_than_python_3_9(e
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
-    events = engine.client("logs").filter_log_events(
-        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+    logs, group = engine.client("logs"), "/aws/sagemaker/TrainingJobs"
+    (stream,) = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{name}/")["logStreams"]
+    events = logs.get_log_events(
+        logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True
     )["events"]
     lines = [e["message"] for e in events]
     assert any(
