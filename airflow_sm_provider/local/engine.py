@@ -135,8 +135,10 @@ class LocalEngine:
         from airflow_sm_provider.local import model
         from airflow_sm_provider.local.experiments import ExperimentsBackend
         from airflow_sm_provider.local.gate import Gate, HostRule
+        from airflow_sm_provider.local.iam import IamRoles
         from airflow_sm_provider.local.jobs import JobsBackend
         from airflow_sm_provider.local.metrics import MetricsBackend
+        from airflow_sm_provider.local.protocol_errors import AwsErrors
         from airflow_sm_provider.local.server import EngineApp
 
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +198,8 @@ class LocalEngine:
             sagemaker_ops={**self.experiments.operations(), **self.jobs.operations()},
             metrics_ops=MetricsBackend(self.ctx).operations(),
             credentials=keys.hand_out,
-            aws_app=aws_app,
+            # moto answers the other services; what it cannot do comes back as an AWS error
+            aws_app=AwsErrors(IamRoles(aws_app, self.ctx.account_id)),
             interrupt=self.jobs.interrupt,
         )
         holder["app"] = Gate(router, keys.key, HostRule(self.host, self._allowed_hosts))

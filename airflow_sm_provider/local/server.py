@@ -18,6 +18,8 @@ environ. Each request is then routed once, by what identifies a service on the w
 * anything else -> the embedded moto (S3, CloudWatch Logs, CloudWatch, STS, IAM, ...), which
   picks the service from the SigV4 credential scope. moto runs in this process as a WSGI
   application, so the whole engine is one port and one process; its state is per process.
+  The engine hands it in wrapped: :mod:`iam` answers the SDK's role checks, and
+  :mod:`protocol_errors` turns what moto cannot do into the AWS error of the request's protocol.
 
 Every handler request is validated against botocore's model first (:mod:`model`); any
 :class:`AwsError` becomes the error body AWS sends, in this module only:
@@ -122,7 +124,7 @@ class EngineApp:
             operation = self._metrics_routes.get((method, path), "")
             if operation:
                 return self._call("sagemaker-metrics", operation, self._metrics_ops, environ, start_response)
-            error = UnknownOperation(f"The local engine serves no {method} {path} for service sagemaker")
+            error = UnknownOperation(f"The local engine does not support sagemaker: {method} {path}")
             return _respond(start_response, error.status, error.to_body(), _JSON, error_code=error.code)
         return self._aws_app(environ, start_response)
 
@@ -156,7 +158,7 @@ class EngineApp:
             model.validate(service, operation, params)
             handler = handlers.get(operation)
             if handler is None:
-                raise UnknownOperation(f"The local engine does not implement {operation}")
+                raise UnknownOperation(f"The local engine does not support {service}:{operation}")
             return handler(params)
 
         return self._guarded(f"{service}.{operation}", run, start_response, content_type)
