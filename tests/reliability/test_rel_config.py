@@ -221,3 +221,13 @@ def test_server_side_validation_exception_is_not_retried(sagemaker, aws_env, s3_
     with pytest.raises(AirflowFailException, match="not retried"):
         op.execute({"ti": Ti()})
     assert jobs_on_engine(sagemaker, "training") == before
+
+
+def test_the_service_model_loads_at_execute_never_at_dag_parse():
+    """Building operators (what a DAG file does at parse time) must not load botocore's model."""
+    from airflow_sm_provider import validation
+
+    validation._create_shape.cache_clear()
+    TrainingJobOperator(task_id="job", config=training_config(BUCKET, f"s3://{BUCKET}/c.tar.gz"))
+    ProcessingJobOperator(task_id="proc", config=processing_config(BUCKET))
+    assert validation._create_shape.cache_info().currsize == 0
