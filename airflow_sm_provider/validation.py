@@ -267,6 +267,7 @@ def _check_processing(checker: _Checker, config: Mapping[str, Any]) -> None:
             if s3 is not None:
                 checker.s3_uri(s3, "S3Uri", f"{where}.S3Input", required=True)
                 checker.require(s3, "S3DataType", f"{where}.S3Input")
+                checker.require(s3, "LocalPath", f"{where}.S3Input")
                 checker.processing_path(s3, f"{where}.S3Input")
         elif "DatasetDefinition" not in item:
             checker.fail(where, "needs S3Input or DatasetDefinition")
@@ -527,19 +528,17 @@ class _Checker:
                 self.fail(field, "needs a capture group: the first group is the metric's value")
 
     def processing_path(self, node: Mapping[str, Any], where: str) -> None:
-        """``LocalPath``: an absolute path below /opt/ml/processing/, without ``..``."""
-        path = self.require(node, "LocalPath", where)
-        if not isinstance(path, str) or not path:
-            return
+        """``LocalPath``, when given: an absolute path starting /opt/ml/processing/, without ``..``."""
+        path = node.get("LocalPath")
         if (
-            not path.startswith(PROCESSING_ROOT)
-            or ".." in path.split("/")
-            or len(path) == len(PROCESSING_ROOT)
+            isinstance(path, str)
+            and path
+            and (not path.startswith(PROCESSING_ROOT) or ".." in path.split("/"))
         ):
             self.fail(
                 f"{where}.LocalPath",
-                f"must be a directory below {PROCESSING_ROOT} (SageMaker mounts inputs and outputs "
-                f"there) without '..', got {path!r}",
+                f"must start with {PROCESSING_ROOT} (where SageMaker mounts inputs and outputs) and "
+                f"hold no '..', got {path!r}",
             )
 
 
