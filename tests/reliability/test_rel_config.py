@@ -231,3 +231,24 @@ def test_the_service_model_loads_at_execute_never_at_dag_parse():
     TrainingJobOperator(task_id="job", config=training_config(BUCKET, f"s3://{BUCKET}/c.tar.gz"))
     ProcessingJobOperator(task_id="proc", config=processing_config(BUCKET))
     assert validation._create_shape.cache_info().currsize == 0
+
+
+def test_malformed_requests_are_final_and_not_transient():
+    """What fails a task at once (``is_invalid_request``) is never polled again (``is_transient``)."""
+    from botocore.exceptions import ParamValidationError
+
+    from airflow_sm_provider.errors import SageMakerApiError, is_invalid_request, is_transient
+
+    refused = SageMakerApiError(
+        "CreateTrainingJob", "ValidationException", "1 validation error detected", 400
+    )
+    missing = SageMakerApiError("DescribeTrainingJob", "ValidationException", "Could not find job x", 400)
+    throttled = SageMakerApiError("CreateTrainingJob", "ThrottlingException", "Rate exceeded", 400)
+    client_side = ParamValidationError(report="Unknown parameter in input: 'Foo'")
+    assert [is_invalid_request(e) for e in (refused, missing, throttled, client_side)] == [
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert [is_transient(e) for e in (refused, throttled, client_side)] == [False, True, False]
