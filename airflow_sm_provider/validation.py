@@ -5,7 +5,7 @@ S3 URIs, metric regexes with a capture group, processing paths under ``/opt/ml/p
 reserved tag prefixes, the identity suffix's room in the job name) are written by hand from
 SageMaker's documentation. The shapes themselves (unknown fields at any depth, types, required
 members, enum values, length and value bounds, ``MetricDefinitions`` at most 40) come from
-botocore's SageMaker service model (:func:`model_problems`), so a new enum value or field
+botocore's SageMaker service model (``validation_model.model_problems``), so a new enum value or field
 needs no edit here. The model is loaded on first use, at task execution, never at DAG parse
 (megabytes of JSON, ~0.5 s). An instance type the installed botocore does not know is a
 warning, not an error: MWAA pins an older botocore than the newest instance types, and
@@ -19,20 +19,15 @@ problems are reported at once. Pure: no Airflow; botocore's model loads inside a
 from __future__ import annotations
 
 import copy
-import difflib
-import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_sm_provider.errors import ConfigValidationError
 from airflow_sm_provider.job_kinds import KINDS, JobKind
 from airflow_sm_provider.naming import NAME_PATTERN, TAG_PREFIX, JobIdentity, identity_tags
-
-if TYPE_CHECKING:
-    from botocore.model import Shape
+from airflow_sm_provider.validation_model import model_problems
 
 # SageMaker's own limits: training jobs may run 28 days, processing jobs 9 days (777,600 s).
 MAX_RUNTIME_SECONDS = {JobKind.TRAINING: 28 * 24 * 3600, JobKind.PROCESSING: 777_600}
@@ -129,7 +124,7 @@ def validate_config(
 
     ``name_max_length`` is what is left of SageMaker's 63 characters once the job's identity
     suffix is appended to the user's name. ``api_model`` adds the checks of botocore's service
-    model (:func:`model_problems`), loading it on first use; a problem the hand-written rules
+    model (``validation_model.model_problems``), loading it on first use; a problem the hand-written rules
     already reported for a field (or a field above it) is not repeated. The warnings name
     values the installed botocore does not know but SageMaker may (new instance types).
     """
@@ -540,131 +535,3 @@ class _Checker:
                 f"must start with {PROCESSING_ROOT} (where SageMaker mounts inputs and outputs) and "
                 f"hold no '..', got {path!r}",
             )
-
-
-# ------------------------------------------------------------------ botocore's model
-
-#: Python types a JSON value of each model type may have (numbers never bool).
-_MODEL_TYPES: dict[str, tuple[type, ...]] = {
-    "structure": (dict,),
-    "map": (dict,),
-    "list": (list,),
-    "string": (str,),
-    "blob": (str, bytes),
-    "boolean": (bool,),
-    "integer": (int,),
-    "long": (int,),
-    "float": (int, float),
-    "double": (int, float),
-    "timestamp": (int, float, str, datetime),
-}
-_TYPE_WORDS = {
-    "structure": "a dict",
-    "map": "a dict",
-    "list": "a list",
-    "string": "a string",
-    "boolean": "a boolean (true/false)",
-    "integer": "an integer",
-    "long": "an integer",
-}
-
-
-@functools.cache
-def _create_shape(kind: JobKind) -> Shape:
-    """The Create request's input shape from botocore's SageMaker model (loaded once, lazily)."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    operation = "".join(part.title() for part in KINDS[kind].create_method.split("_"))
-    return model.operation_model(operation).input_shape
-
-
-def model_problems(kind: JobKind | str, config: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    """(problems, warnings) of ``config`` against the Create request's shape in botocore's model.
-
-    Problems: a field the model lacks (at any depth; botocore's client would refuse it only at
-    the call, after a run was tracked), a value of the wrong JSON type (``"true"`` for a
-    boolean, a string for ``ContainerEntrypoint``), a missing required member, a value outside
-    its enum, a length, count or value outside the model's bounds. Warnings: an instance type
-    the installed botocore does not list.
-    """
-    walk = _ModelWalk()
-    walk.check(_create_shape(_kind(kind)), config, "config")
-    return walk.problems, walk.warnings
-
-
-class _ModelWalk:
-    """Walks a config against a botocore shape, collecting (field, rule) problems."""
-
-    def __init__(self) -> None:
-        self.problems: list[tuple[str, str]] = []
-        self.warnings: list[str] = []
-
-    def check(self, shape: Shape, value: Any, where: str) -> None:
-        kind = shape.type_name
-        types = _MODEL_TYPES.get(kind, (object,))
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-            word = _TYPE_WORDS.get(kind, f"of type {kind}")
-            self.problems.append((where, f"must be {word}, got {type(value).__name__} {shown}"))
-            return
-        if kind == "structure":
-            self._structure(shape, value, where)
-        elif kind == "list":
-            self._count(shape, value, where)
-            for i, item in enumerate(value):
-                self.check(shape.member, item, f"{where}[{i}]")
-        elif kind == "map":
-            self._count(shape, value, where)
-            for key, item in value.items():
-                if isinstance(key, str):
-                    self._scalar(shape.key, key, f"{where}.{key}", noun="name")
-                self.check(shape.value, item, f"{where}.{key}")
-        else:
-            self._scalar(shape, value, where)
-
-    def _structure(self, shape: Shape, value: Mapping[str, Any], where: str) -> None:
-        members = shape.members
-        for name in value:
-            if name not in members:
-                close = difflib.get_close_matches(str(name), list(members), n=1)
-                hint = f"; did you mean {close[0]}?" if close else ""
-                self.problems.append(
-                    (f"{where}.{name}", f"is not a field of {shape.name} in botocore's SageMaker model{hint}")
-                )
-        for name in shape.required_members:
-            if value.get(name) is None:
-                self.problems.append((f"{where}.{name}", "is required"))
-        for name, member in members.items():
-            if value.get(name) is not None:
-                self.check(member, value[name], f"{where}.{name}")
-
-    def _count(self, shape: Shape, value: Any, where: str) -> None:
-        low, high = shape.metadata.get("min"), shape.metadata.get("max")
-        if low is not None and len(value) < low:
-            self.problems.append((where, f"must hold at least {low} item(s), got {len(value)}"))
-        if high is not None and len(value) > high:
-            self.problems.append((where, f"may hold at most {high} items, got {len(value)}"))
-
-    def _scalar(self, shape: Shape, value: Any, where: str, noun: str = "value") -> None:
-        low, high = shape.metadata.get("min"), shape.metadata.get("max")
-        if isinstance(value, str):
-            if low is not None and len(value) < low:
-                self.problems.append((where, f"{noun} must be at least {low} character(s) long"))
-            if high is not None and len(value) > high:
-                self.problems.append((where, f"{noun} must be at most {high} characters, got {len(value)}"))
-            if shape.enum and value not in shape.enum:
-                if shape.name.endswith("InstanceType"):
-                    self.warnings.append(
-                        f"{where}: {value!r} is not an instance type this botocore knows; passed on to "
-                        "SageMaker as given (newer instance types reach older botocore releases late)"
-                    )
-                else:
-                    self.problems.append((where, f"must be one of {', '.join(shape.enum)}, got {value!r}"))
-        elif (
-            isinstance(value, int | float) and not isinstance(value, bool) and shape.type_name != "timestamp"
-        ):
-            if low is not None and value < low:
-                self.problems.append((where, f"must be at least {low:,}, got {value:,}"))
-            if high is not None and value > high:
-                self.problems.append((where, f"must be at most {high:,}, got {value:,}"))

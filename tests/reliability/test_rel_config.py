@@ -225,12 +225,12 @@ def test_server_side_validation_exception_is_not_retried(sagemaker, aws_env, s3_
 
 def test_the_service_model_loads_at_execute_never_at_dag_parse():
     """Building operators (what a DAG file does at parse time) must not load botocore's model."""
-    from airflow_sm_provider import validation
+    from airflow_sm_provider import validation_model
 
-    validation._create_shape.cache_clear()
+    validation_model._create_shape.cache_clear()
     TrainingJobOperator(task_id="job", config=training_config(BUCKET, f"s3://{BUCKET}/c.tar.gz"))
     ProcessingJobOperator(task_id="proc", config=processing_config(BUCKET))
-    assert validation._create_shape.cache_info().currsize == 0
+    assert validation_model._create_shape.cache_info().currsize == 0
 
 
 def test_malformed_requests_are_final_and_not_transient():
