@@ -32,6 +32,7 @@ class Count(logging.Handler):
 
 @pytest.mark.slow
 @pytest.mark.e2e
+@pytest.mark.timeout(1800)  # retries back off: far longer than the fault-free run under load
 def test_template_dag_under_faults_runs_each_job_once(tmp_path: Path, monkeypatch) -> None:
     from airflow_sm_provider.demo import run_demo
 
