@@ -28,6 +28,7 @@ __all__ = [
     "SageMakerApiError",
     "TriggerEventError",
     "is_access_denied",
+    "is_invalid_request",
     "is_not_found",
     "is_not_stoppable",
     "is_transient",
@@ -127,6 +128,20 @@ def is_transient(error: BaseException) -> bool:
     """
     if isinstance(error, SageMakerApiError):
         return error.transient
-    from botocore.exceptions import BotoCoreError
+    from botocore.exceptions import BotoCoreError, ParamValidationError
 
-    return isinstance(error, BotoCoreError)
+    return isinstance(error, BotoCoreError) and not isinstance(error, ParamValidationError)
+
+
+def is_invalid_request(error: BaseException) -> bool:
+    """Whether a request was refused as malformed, so sending it again cannot succeed.
+
+    SageMaker's ValidationException (unless it means "no such job", see :func:`is_not_found`)
+    and botocore's client-side ParamValidationError; a task failing on one should fail without
+    its retries, which would only send the same request again.
+    """
+    if isinstance(error, SageMakerApiError):
+        return error.code == "ValidationException" and not is_not_found(error.code, error.message)
+    from botocore.exceptions import ParamValidationError
+
+    return isinstance(error, ParamValidationError)
