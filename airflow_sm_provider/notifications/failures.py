@@ -17,18 +17,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_sm_provider._compat import AirflowException
+from airflow_sm_provider._compat import AirflowException, AirflowFailException
 from airflow_sm_provider.errors import JobsFailedError
 from airflow_sm_provider.job_kinds import failure_lines
 
 if TYPE_CHECKING:
     from airflow_sm_provider.notifications.message import FailedJob
 
-__all__ = ["JobsFailedException", "failed_job_records", "failed_jobs_of", "jobs_failed"]
+__all__ = [
+    "EndedJobsFailedException",
+    "JobsFailedException",
+    "failed_job_records",
+    "failed_jobs_of",
+    "jobs_failed",
+]
 
 
 class JobsFailedException(JobsFailedError, AirflowException):
     """Raised when SageMaker jobs a task waited on ended without success (retried as any failure)."""
+
+
+class EndedJobsFailedException(JobsFailedException, AirflowFailException):
+    """Raised by a wait whose jobs ended without success: waiting again cannot change an ended
+    job, so the task fails at once (no retries) and ``on_failure_callback`` runs right away."""
 
 
 def failed_job_records(
@@ -80,12 +91,18 @@ def _status(job: Mapping[str, Any]) -> str:
 
 
 def jobs_failed(
-    summaries: Sequence[Mapping[str, Any]], *, stopped_ok: bool = False, message: str = "", lead: str = ""
+    summaries: Sequence[Mapping[str, Any]],
+    *,
+    stopped_ok: bool = False,
+    message: str = "",
+    lead: str = "",
+    retryable: bool = True,
 ) -> JobsFailedException:
     """The exception to raise for jobs that ended without success (``raise jobs_failed(...)``).
 
     Its message is ``message`` when given (the trigger's own), else ``lead`` and one line per
-    failed job with its reason.
+    failed job with its reason. ``retryable=False`` for a wait (a retry would wait on the same
+    ended jobs); an operator's retry starts new jobs, so its failures stay retryable.
     """
     records = failed_job_records(summaries, stopped_ok=stopped_ok)
     if not message:
@@ -93,7 +110,7 @@ def jobs_failed(
         message = f"{lead}{len(lines)} of {len(summaries)} SageMaker job(s) did not succeed:\n" + "\n".join(
             lines
         )
-    return JobsFailedException(message, records)
+    return (JobsFailedException if retryable else EndedJobsFailedException)(message, records)
 
 
 def failed_jobs_of(error: BaseException | None) -> list[FailedJob]:

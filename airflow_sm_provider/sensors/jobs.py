@@ -193,7 +193,9 @@ class JobSensor(AwsArgsMixin, BaseSensorOperator):
         if not parsed.succeeded and (parsed.wait_failed or not parsed.jobs):
             raise AirflowException(parsed.message or str(event))
         if not parsed.succeeded:
-            raise jobs_failed(parsed.jobs, stopped_ok=self.stopped_ok, message=parsed.message)
+            raise jobs_failed(
+                parsed.jobs, stopped_ok=self.stopped_ok, message=parsed.message, retryable=False
+            )
         self._raise_on_failures("trigger reported success, but ", parsed.jobs)
         return parsed.jobs
 
@@ -214,6 +216,6 @@ class JobSensor(AwsArgsMixin, BaseSensorOperator):
 
     def _raise_on_failures(self, lead: str, summaries: list[JobSummary]) -> None:
         """Raise ``JobsFailedException`` (the failed jobs for ``on_failure_callback``) if any failed."""
-        error = jobs_failed(summaries, stopped_ok=self.stopped_ok, lead=lead)
+        error = jobs_failed(summaries, stopped_ok=self.stopped_ok, lead=lead, retryable=False)
         if error.failed_jobs:
             raise error

@@ -75,3 +75,17 @@ def test_the_sensor_and_the_operators_fail_with_the_jobs_for_callbacks():
         with pytest.raises(AirflowException, match="1 of 2 failed") as info:
             task.execute_complete({}, event)
         assert [job["name"] for job in failed_jobs_of(info.value)] == ["digits-c02"]
+
+
+def test_a_wait_on_failed_jobs_fails_without_retries_but_an_operator_may_retry():
+    """The sensor's retries would wait on the same ended jobs and delay the callback a minute."""
+    from airflow_sm_provider._compat import AirflowFailException
+    from airflow_sm_provider.operators.jobs import TrainingJobOperator
+    from airflow_sm_provider.sensors.jobs import JobSensor
+
+    event = {"status": "error", "reason": "jobs_failed", "jobs": SUMMARIES[:2], "message": "1 of 2 failed"}
+    with pytest.raises(AirflowFailException):
+        JobSensor(task_id="s", jobs=SUMMARIES[:2]).execute_complete({}, event)
+    with pytest.raises(AirflowException) as info:
+        TrainingJobOperator(task_id="t", config={}, print_log=False).execute_complete({}, event)
+    assert not isinstance(info.value, AirflowFailException)
