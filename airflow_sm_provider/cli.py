@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dags-folder", type=Path, default=Path("dags"), help="folder of the template DAG (default: ./dags)"
     )
     demo.add_argument(
-        "--conf", type=json_object, help="DAG run parameters as JSON, e.g. '{\"learning_rates\": [0.1, 0.3]}'"
+        "--conf",
+        type=json_object,
+        help='DAG run parameters as JSON, e.g. \'{"grid": {"learning-rate": [0.01, 0.1]}, "epochs": 40}\'',
     )
     demo.set_defaults(func=run_demo)
 
