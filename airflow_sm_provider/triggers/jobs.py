@@ -326,7 +326,8 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
                     next_poll = time.monotonic() + poll_delay(0, interval, interval, rng=self._rng)
                     if states is not None:
                         await settle(states, hinted=False)
-                        self._log_progress(states)
+                        if len(ended) < len(self.refs):
+                            self._log_progress(states)
                 else:
                     try:
                         hint = await asyncio.wait_for(subscription.hints.get(), next_poll - time.monotonic())
