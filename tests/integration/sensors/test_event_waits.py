@@ -17,10 +17,9 @@ import uuid
 from collections import Counter
 
 import pytest
+from events_support import job_end_queue
 from jobs_support import training_config, upload_script
 
-from airflow_sm_provider import event_setup
-from airflow_sm_provider.aws_args import AwsArgs
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
 from airflow_sm_provider.job_kinds import JobKind
 from airflow_sm_provider.naming import JobIdentity
@@ -43,14 +42,8 @@ sys.exit(3 if gate.read_text() == "fail" else 0)
 
 @pytest.fixture
 def queue(aws_env, engine):
-    """A queue and rule made by ``event_setup.create`` on the engine; removed afterwards."""
-    suffix = uuid.uuid4().hex[:10]
-    created = event_setup.create(AwsArgs(aws_conn_id=None), f"job-ends-{suffix}", f"job-ends-{suffix}")
-    yield created["queue_url"]
-    events, sqs = engine.client("events"), engine.client("sqs")
-    events.remove_targets(Rule=f"job-ends-{suffix}", Ids=["job-end-queue"])
-    events.delete_rule(Name=f"job-ends-{suffix}")
-    sqs.delete_queue(QueueUrl=created["queue_url"])
+    with job_end_queue(engine) as url:
+        yield url
 
 
 @pytest.fixture
@@ -118,26 +111,33 @@ def queue_depth(engine, queue_url: str) -> int:
     return sum(int(value) for value in attributes.values())
 
 
-def test_the_engine_sends_aws_shaped_end_events_through_the_rule(engine, queue, gated_job):
-    name, end = gated_job()
-    end()
-    sqs = engine.client("sqs")
-    body = None
-    for _ in range(5):  # the job takes a few seconds to start and end
-        messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=20).get("Messages") or []
-        if messages:
-            body = json.loads(messages[0]["Body"])
-            break
-    assert body is not None, "no event reached the queue"
-    assert body["source"] == "aws.sagemaker"
-    assert body["detail-type"] == "SageMaker Training Job State Change"
-    assert body["resources"] == [body["detail"]["TrainingJobArn"]]
+def test_the_engine_sends_aws_shaped_end_events_through_the_rule(engine, queue):
+    """The publisher's events go through the setup's rule: ends pass, other states do not."""
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:training-job/shape"
+    record = {
+        "TrainingJobName": "shape",
+        "TrainingJobArn": arn,
+        "TrainingJobStatus": "InProgress",
+        "SecondaryStatus": "Training",
+        "CreationTime": 1_700_000_000.25,
+        "LastModifiedTime": 1_700_000_100.0,
+        "SecondaryStatusTransitions": [{"Status": "Starting", "StartTime": 1_700_000_000.25}],
+        "Tags": [{"Key": "team", "Value": "ml"}],
+    }
+    ended = {**record, "TrainingJobStatus": "Completed", "SecondaryStatus": "Completed"}
+    engine.events.changed("TrainingJob", None, record)
+    engine.events.changed("TrainingJob", record, ended)
+    engine.events.changed("TrainingJob", ended, ended)  # no status change: no event
+    messages = engine.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1  # only the end passes the rule
+    body = json.loads(messages[0]["Body"])
+    assert (body["source"], body["detail-type"]) == ("aws.sagemaker", "SageMaker Training Job State Change")
+    assert body["resources"] == [arn]
     detail = body["detail"]
-    # only the end passes the rule (the engine also published InProgress states before it)
-    assert (detail["TrainingJobName"], detail["TrainingJobStatus"]) == (name, "Completed")
-    assert detail["TrainingEndTime"] > 10**12  # epoch milliseconds, as AWS sends them
-    assert all(t["StartTime"] > 10**12 for t in detail["SecondaryStatusTransitions"])
-    assert engine.events.sent > 1
+    assert (detail["TrainingJobName"], detail["TrainingJobStatus"]) == ("shape", "Completed")
+    assert detail["CreationTime"] == 1_700_000_000_250  # epoch milliseconds, as AWS sends them
+    assert detail["SecondaryStatusTransitions"][0]["StartTime"] == 1_700_000_000_250
+    assert detail["Tags"] == {"team": "ml"}
 
 
 def test_a_job_end_wakes_the_trigger_before_any_safety_poll(engine, queue, gated_job, polls):
@@ -160,8 +160,7 @@ def test_a_job_end_wakes_the_trigger_before_any_safety_poll(engine, queue, gated
 def test_three_triggers_here_and_one_in_another_process_all_complete(engine, queue, gated_job, polls):
     """One listener serves the three triggers; the other process reads the same queue, each
     releasing what it does not wait on, so every wait ends on its own job's event."""
-    jobs = [gated_job() for _ in range(4)]
-    (a, end_a), (b, end_b), (c, end_c), (other, end_other) = jobs
+    (a, end_a), (b, end_b), (c, end_c), (other, end_other) = [gated_job() for _ in range(4)]
     kwargs = event_trigger(queue, other).serialize()[1]
     process = subprocess.Popen(
         [sys.executable, "-c", SECOND_PROCESS, json.dumps(kwargs)],
@@ -204,13 +203,12 @@ asyncio.run(main())
 """
 
 
-def test_with_lost_and_repeated_events_every_wait_completes_and_no_message_goes_early(
+def test_lost_and_repeated_events_delay_nothing_but_the_lost_and_no_message_goes_early(
     engine, queue, gated_job, polls, monkeypatch
 ):
-    """30% of events dropped, 30% sent twice: the safety poll (short here) catches the lost
-    ones, duplicates are deleted, and a message is deleted only once its job is confirmed ended."""
-    monkeypatch.setattr(engine.events, "drop_fraction", 0.3)
-    monkeypatch.setattr(engine.events, "duplicate_fraction", 0.3)
+    """A lost end is caught by the safety poll (short here); with 30% of events lost and every
+    one sent twice the waits all end right; and a message is deleted only once its job is
+    confirmed ended here (checked at each DeleteMessageBatch)."""
     bodies: dict[str, str] = {}
     early: list[str] = []
     real_sort, real_call = events_module.QueueListener._sort, events_module.QueueListener._call
@@ -229,26 +227,27 @@ def test_with_lost_and_repeated_events_every_wait_completes_and_no_message_goes_
 
     monkeypatch.setattr(events_module.QueueListener, "_sort", sort)
     monkeypatch.setattr(events_module.QueueListener, "_call", call)
-    jobs = [gated_job() for _ in range(6)]
-    groups = [[jobs[0], jobs[1]], [jobs[2], jobs[3]], [jobs[4], jobs[5]]]
+    monkeypatch.setattr(engine.events, "drop_fraction", 1.0)
+    (lost, end_lost), (failing, end_failing), (ok, end_ok) = [gated_job() for _ in range(3)]
 
     async def scenario() -> list[dict]:
         waits = [
-            asyncio.create_task(fire(event_trigger(queue, *(name for name, _ in group), safety=3)))
-            for group in groups
+            asyncio.create_task(fire(event_trigger(queue, name, safety=2))) for name in (lost, failing, ok)
         ]
         await after_first_polls(polls, 3)
-        for index, (_, end) in enumerate(jobs):
-            end(fail=index == 3)
-        return await asyncio.wait_for(asyncio.gather(*waits), 240)
+        end_lost()  # its end event is dropped: only a safety poll can see it
+        first = await asyncio.wait_for(waits[0], 120)
+        monkeypatch.setattr(engine.events, "drop_fraction", 0.3)
+        monkeypatch.setattr(engine.events, "duplicate_fraction", 1.0)
+        end_failing(fail=True), end_ok()
+        return [first, *await asyncio.wait_for(asyncio.gather(*waits[1:]), 120)]
 
     results = asyncio.run(scenario())
     assert [r["status"] for r in results] == ["success", "error", "success"]
-    assert [j["status"] for r in results for j in r["jobs"]] == ["Completed"] * 3 + ["Failed"] + [
-        "Completed"
-    ] * 2
+    assert [r["jobs"][0]["status"] for r in results] == ["Completed", "Failed", "Completed"]
+    assert polls["batched"] > 3  # safety polls ran (the lost end needed one)
+    assert engine.events.dropped > 0
     assert early == []
-    assert engine.events.dropped + engine.events.sent > 0
 
 
 def test_safety_poll_interval_and_queue_come_from_the_config_and_are_serialized(monkeypatch):

@@ -1,5 +1,5 @@
-"""JobStatusTrigger on a real event loop against the local engine: it never blocks the loop,
-and its first poll waits for the defer race to pass."""
+"""JobStatusTrigger on a real event loop against the local engine: it never blocks the loop
+(polling or event-driven), and its first poll waits for the defer race to pass."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uuid
 
 import botocore.loaders
 import pytest
+from events_support import job_end_queue
 from jobs_support import training_config, upload_script
 
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
@@ -54,28 +55,21 @@ async def first_event(trigger: JobStatusTrigger, timeout: float = 60) -> dict:
     return await asyncio.wait_for(take(), timeout)
 
 
-def test_no_step_on_the_event_loop_takes_100_ms(job, monkeypatch):
-    """Client creation (connection, session, credentials, service model) happens off the loop.
+def assert_no_slow_step(trigger: JobStatusTrigger, monkeypatch) -> None:
+    """Run ``trigger`` to its event in asyncio's debug mode; no step may take 100 ms.
 
     The Amazon provider caches loaded service models process-wide; a fresh loader makes this
     run as cold as a triggerer's first trigger, whatever other tests ran before. The service
-    model's JSON is parsed into that loader first: the parse runs in the worker thread, but
+    models' JSON is parsed into that loader first: the parse runs in the worker thread, but
     holding the GIL it can still delay the loop once per process (up to ~1 s on a loaded
-    machine; the README says so), which is not what this test is about.
+    machine; the README says so), which is not what these tests are about.
     """
     from airflow.providers.amazon.aws.hooks import base_aws
 
     loader = botocore.loaders.Loader()
-    loader.load_service_model("sagemaker", "service-2")
+    for service in ("sagemaker", "sqs"):
+        loader.load_service_model(service, "service-2")
     monkeypatch.setattr(base_aws, "_loader", loader)
-    name = job("import time; time.sleep(1.5)")
-    trigger = JobStatusTrigger(
-        jobs=[{"kind": "training", "name": name}],
-        aws_conn_id="aws_default",  # read from AIRFLOW_CONN_AWS_DEFAULT, as a triggerer reads it
-        poll_interval=0.2,
-        max_poll_interval=0.3,
-        min_first_poll=0,
-    )
     slow = SlowSteps()
     logger = logging.getLogger("asyncio")
     logger.addHandler(slow)
@@ -90,6 +84,33 @@ def test_no_step_on_the_event_loop_takes_100_ms(job, monkeypatch):
         logger.removeHandler(slow)
     assert event["status"] == "success", event
     assert slow.steps == []
+
+
+def test_no_step_on_the_event_loop_takes_100_ms(job, monkeypatch):
+    """Client creation (connection, session, credentials, service model) happens off the loop."""
+    name = job("import time; time.sleep(1.5)")
+    trigger = JobStatusTrigger(
+        jobs=[{"kind": "training", "name": name}],
+        aws_conn_id="aws_default",  # read from AIRFLOW_CONN_AWS_DEFAULT, as a triggerer reads it
+        poll_interval=0.2,
+        max_poll_interval=0.3,
+        min_first_poll=0,
+    )
+    assert_no_slow_step(trigger, monkeypatch)
+
+
+def test_an_event_driven_wait_takes_no_100_ms_step_either(job, engine, monkeypatch):
+    """The shared SQS listener's client is built off the loop too, and its 20 s long poll awaits."""
+    with job_end_queue(engine) as queue:
+        name = job("import time; time.sleep(3)")  # ends after the first poll: the event wakes the wait
+        trigger = JobStatusTrigger(
+            jobs=[{"kind": "training", "name": name}],
+            aws_conn_id="aws_default",
+            min_first_poll=0,
+            event_queue_url=queue,
+            safety_poll_interval=600,
+        )
+        assert_no_slow_step(trigger, monkeypatch)
 
 
 def test_the_first_poll_waits_min_first_poll_after_the_defer(job, monkeypatch):
