@@ -161,10 +161,12 @@ class QueueListener:
                 await self._release({h: RELEASE_SECONDS for h in handles})
         except Exception:  # e.g. no client: the waits go on with their safety polls alone
             log.exception("The listener of %s stopped; waits fall back to their safety polls", self.queue_url)
+            failures = -1  # not started again until a trigger subscribes
         finally:
             self._client, self._task = None, None
             current = asyncio.current_task()
-            if self._subs and not (current and current.cancelling()):  # subscribed while closing: again
+            again = self._subs and failures >= 0 and not (current and current.cancelling())
+            if again:  # a trigger subscribed while the loop was closing
                 self._task = self.loop.create_task(self._run(), name=f"sqs-listener {self.queue_url}")
             elif _LISTENERS.get(_registry_key(self.queue_url, self.aws)) is self:
                 del _LISTENERS[_registry_key(self.queue_url, self.aws)]
