@@ -46,7 +46,7 @@ RELEASE_SECONDS = 5
 #: Longest a released message stays hidden.
 MAX_RELEASE_SECONDS = 120
 #: Seconds a received message stays hidden while a trigger here describes its job.
-RECEIVE_VISIBILITY_SECONDS = 60
+RECEIVE_VISIBILITY_SECONDS = 30
 #: SQS long-poll wait of one ReceiveMessage (the longest SQS allows).
 WAIT_TIME_SECONDS = 20
 

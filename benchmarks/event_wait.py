@@ -97,52 +97,55 @@ class _Counting:
         self.module.run_poll_async = self.real
 
 
-def _wait_once(engine: Any, code: str, queue_url: str, interval: float) -> dict[str, Any]:
-    """One job, one trigger: the latency from the job's end to the event, and the calls made."""
+async def _waits(engine: Any, code: str, queue_url: str, interval: float, runs: int) -> list[dict[str, Any]]:
+    """``runs`` waits of one job each, one after the other on one event loop (as in a triggerer,
+    where the shared listener outlives a trigger): the latency from the job's end to the event,
+    and the calls each wait made."""
     from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
     from airflow_sm_provider.job_kinds import JobKind
     from airflow_sm_provider.naming import JobIdentity
     from airflow_sm_provider.triggers import events as events_module
     from airflow_sm_provider.triggers.jobs import JobStatusTrigger
 
-    gate = Path(tempfile.gettempdir()) / f"event-bench-{uuid.uuid4().hex}"
-    identity = JobIdentity("bench", "events", uuid.uuid4().hex, "t")
-    name = SageMakerJobsHook(aws_conn_id=None).start_job(JobKind.TRAINING, _config(code, gate), identity).name
-    trigger = JobStatusTrigger(
-        jobs=[{"kind": "training", "name": name}],
-        aws_conn_id=None,
-        poll_interval=interval,
-        max_poll_interval=interval * MAX_POLL_INTERVAL / POLL_INTERVAL,
-        min_first_poll=0,
-        event_queue_url=queue_url,
-        safety_poll_interval=SAFETY_POLL,
-    )
+    hook = SageMakerJobsHook(aws_conn_id=None)
+    results = []
+    for _ in range(runs):
+        gate = Path(tempfile.gettempdir()) / f"event-bench-{uuid.uuid4().hex}"
+        identity = JobIdentity("bench", "events", uuid.uuid4().hex, "t")
+        started = await asyncio.to_thread(hook.start_job, JobKind.TRAINING, _config(code, gate), identity)
+        trigger = JobStatusTrigger(
+            jobs=[{"kind": "training", "name": started.name}],
+            aws_conn_id=None,
+            poll_interval=interval,
+            max_poll_interval=interval * MAX_POLL_INTERVAL / POLL_INTERVAL,
+            min_first_poll=0,
+            event_queue_url=queue_url,
+            safety_poll_interval=SAFETY_POLL,
+        )
 
-    async def scenario() -> tuple[float, Counter]:
-        async def fire() -> float:
+        async def fire(trigger: JobStatusTrigger = trigger) -> float:
             async for _ in trigger.run():
                 return time.time()
             raise RuntimeError("the trigger ended without an event")
 
-        waiting = asyncio.create_task(fire())
-        while counting.polls < 1:
-            await asyncio.sleep(0.05)
-        listener = events_module.listener_for(queue_url, trigger.aws) if queue_url else None
-        gate.write_text("end")
-        fired = await waiting
-        return fired, Counter(listener.calls) if listener else Counter()
-
-    try:
         with _Counting() as counting:
-            fired, sqs_calls = asyncio.run(scenario())
-    finally:
+            waiting = asyncio.create_task(fire())
+            while counting.polls < 1:
+                await asyncio.sleep(0.05)
+            listener = events_module.listener_for(queue_url, trigger.aws) if queue_url else None
+            sqs_before = Counter(listener.calls) if listener else Counter()
+            gate.write_text("end")
+            fired = await waiting
         gate.unlink(missing_ok=True)
-    ended = engine.client("sagemaker").describe_training_job(TrainingJobName=name)["TrainingEndTime"]
-    return {
-        "latency_s": fired - ended.timestamp(),
-        "sagemaker_calls": dict(counting.calls),
-        "sqs_calls": dict(sqs_calls),
-    }
+        job = await asyncio.to_thread(hook.describe_job, JobKind.TRAINING, started.name)
+        results.append(
+            {
+                "latency_s": fired - job["TrainingEndTime"].timestamp(),
+                "sagemaker_calls": dict(counting.calls),
+                "sqs_calls": dict(Counter(listener.calls) - sqs_before) if listener else {},
+            }
+        )
+    return results
 
 
 def _calls_per_poll(engine: Any, code: str, size: int) -> int:
@@ -211,7 +214,7 @@ def event_wait(settings: Settings) -> dict:
                 "queue_url"
             ]
             runs = {
-                mode: [_wait_once(engine, code, url, interval) for _ in range(settings.runs)]
+                mode: asyncio.run(_waits(engine, code, url, interval, settings.runs))
                 for mode, url in (("events", queue_url), ("polling", ""))
             }
             size = 3 if settings.quick else 100
