@@ -101,6 +101,7 @@ class QueueListener:
         self._subs.add(sub)
         self._max_age = max(self._max_age, max_age)
         if self._task is None:
+            _LISTENERS.setdefault(_registry_key(self.queue_url, self.aws), self)
             self._task = self.loop.create_task(self._run(), name=f"sqs-listener {self.queue_url}")
         return sub
 
