@@ -66,6 +66,7 @@ from airflow_sm_provider.status_poll import (
     run_poll_async,
     validate_jobs,
 )
+from airflow_sm_provider.triggers.events import listener_for
 
 if TYPE_CHECKING:
     from aiobotocore.client import AioBaseClient
@@ -302,8 +303,6 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
     async def _wait_for_events(self, invoke: Invoke) -> dict[str, Any]:
         """Wait on the queue's hints (see ``triggers.events``), each confirmed with one Describe,
         with a batched poll at once and then every ``safety_poll_interval``; the payload to fire."""
-        from airflow_sm_provider.triggers.events import listener_for
-
         names = validate_jobs(self.refs)
         listener = listener_for(str(self.event_queue_url), self.aws)
         subscription = listener.subscribe(names, max_age=2 * self.safety_poll_interval)
