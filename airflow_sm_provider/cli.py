@@ -4,6 +4,7 @@ airflow-sm local up [--host H] [--port P] [--data-dir DIR] [--max-concurrent-job
 airflow-sm demo [--artifacts DIR] [--dags-folder DIR] [--conf JSON]
 airflow-sm mwaa build --airflow-version X [--out DIR] [IAM values]   (see airflow_sm_provider.mwaa)
 airflow-sm ui [--home DIR] [--dags-folder DIR] [--port P] [--report-prefix PREFIX]
+airflow-sm events setup --queue-name Q [--rule-name R] [--format cloudformation|json] [--create]
 """
 
 from __future__ import annotations
@@ -44,6 +45,58 @@ def add_ui_command(commands: argparse._SubParsersAction) -> None:
     ui.set_defaults(func=run_ui)
 
 
+def run_events_setup(args: argparse.Namespace) -> int:
+    """Print the resources of event-driven waits (see ``event_setup``); create them with --create."""
+    from airflow_sm_provider import event_setup
+
+    try:
+        event_setup.check_names(args.queue_name, args.rule_name)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.create:
+        from airflow_sm_provider.aws_args import AwsArgs
+
+        created = event_setup.create(AwsArgs(args.aws_conn_id, args.region), args.queue_name, args.rule_name)
+        output: dict = {
+            **created,
+            "triggerer_policy": event_setup.triggerer_policy(created["queue_arn"]),
+            "airflow_config": {"AIRFLOW__SAGEMAKER_PROVIDER__EVENT_QUEUE_URL": created["queue_url"]},
+        }
+    elif args.format == "json":
+        output = event_setup.api_calls(
+            args.queue_name, args.rule_name, args.region or "REGION", args.account_id
+        )
+    else:
+        output = event_setup.cloudformation(args.queue_name, args.rule_name)
+    print(json.dumps(output, indent=2))
+    return 0
+
+
+def add_events_command(commands: argparse._SubParsersAction) -> None:
+    """``airflow-sm events setup``: the EventBridge rule, SQS queue and IAM of event-driven waits."""
+    events = commands.add_parser("events", help="SageMaker job-end events for event-driven waits")
+    events_commands = events.add_subparsers(dest="events_command", required=True)
+    setup = events_commands.add_parser(
+        "setup", help="print (or create) the EventBridge rule, the SQS queue and policy, and IAM additions"
+    )
+    setup.add_argument("--queue-name", required=True, help="the SQS queue's name")
+    setup.add_argument("--rule-name", default="sagemaker-job-ends", help="the EventBridge rule's name")
+    setup.add_argument(
+        "--format",
+        choices=("cloudformation", "json"),
+        default="cloudformation",
+        help="a CloudFormation template (default), or the API requests as JSON",
+    )
+    setup.add_argument("--region", help="region of the ARNs (json) or of the resources (--create)")
+    setup.add_argument("--account-id", default="ACCOUNT_ID", help="account of the ARNs (json)")
+    setup.add_argument("--create", action="store_true", help="create the queue and the rule now")
+    setup.add_argument(
+        "--aws-conn-id", default=None, help="Airflow AWS connection for --create (default: boto3's chain)"
+    )
+    setup.set_defaults(func=run_events_setup)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-sm", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mwaa_arguments(mwaa)
     mwaa.set_defaults(func=run_mwaa)
     add_ui_command(commands)
+    add_events_command(commands)
     return parser
 
 

@@ -76,6 +76,12 @@ def poll_delay(
     return min(ceiling, base)
 
 
+def listing_method(kind: JobKind) -> str:
+    """The method a poll lists ``kind``'s jobs with: Search where the kind has a resource."""
+    spec = KINDS[kind]
+    return spec.list_method if spec.search_resource is None else "search"
+
+
 def validate_jobs(jobs: Iterable[tuple[JobKind, str]]) -> dict[Key, str]:
     """The jobs by (kind, lower-case name), first spelling kept; ValueError on a name of two kinds."""
     names: dict[Key, str] = {}
@@ -159,8 +165,7 @@ class StatusPoll:
             keys = [key for key in self._names if key[0] == kind]
             if not keys:
                 continue
-            listing = spec.list_method if spec.search_resource is None else "search"
-            if listing in self.skip:
+            if listing_method(kind) in self.skip:
                 self._direct.update(keys)
             elif spec.search_resource is not None:
                 self.streams += _search_streams(kind, [self._names[k] for k in keys])

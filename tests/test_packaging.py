@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import distribution, entry_points
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +59,16 @@ def test_airflow_providers_list_shows_the_provider() -> None:
     document = next(line for line in listed.stdout.splitlines() if line.startswith("["))
     providers = {row["package_name"]: row for row in json.loads(document)}
     assert providers["airflow-sm-provider"]["version"] == airflow_sm_provider.__version__
+
+
+def test_every_setting_the_code_reads_is_declared_with_the_code_s_default():
+    """Airflow shows declared options in its config listing; the defaults must be the code's."""
+    from airflow_sm_provider.triggers import jobs
+
+    options = airflow_sm_provider.get_provider_info()["config"][jobs.CONFIG_SECTION]["options"]
+    assert float(options["min_first_poll_seconds"]["default"]) == jobs.MIN_FIRST_POLL_SECONDS
+    assert float(options["event_safety_poll_seconds"]["default"]) == jobs.SAFETY_POLL_SECONDS
+    assert options["event_queue_url"]["default"] == ""
+    source = Path(jobs.__file__).read_text()
+    read = set(re.findall(r'conf\.get\w*\(CONFIG_SECTION, "(\w+)"', source))
+    assert read == set(options), read

@@ -56,6 +56,11 @@ class LocalEngine:
     :meth:`client` carry it. Only Host headers naming a loopback address, ``localhost``, the
     bound address or one of ``allowed_hosts`` are served (DNS rebinding). A request body that
     stops arriving for ``read_timeout_seconds`` ends its connection.
+
+    Every status change of a job publishes SageMaker's state-change event into the embedded
+    EventBridge (:mod:`~airflow_sm_provider.local.eventbridge`), so rules with SQS targets
+    receive them as on AWS; ``event_drop_fraction`` / ``event_duplicate_fraction`` lose or
+    repeat that share of them, for tests (also settable later on :attr:`events`).
     """
 
     def __init__(
@@ -71,6 +76,8 @@ class LocalEngine:
         credentials_file: Path | str | None = None,
         allowed_hosts: Iterable[str] = (),
         read_timeout_seconds: float = 30.0,
+        event_drop_fraction: float = 0.0,
+        event_duplicate_fraction: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -82,12 +89,17 @@ class LocalEngine:
         self._credentials_file = Path(credentials_file) if credentials_file is not None else None
         self._allowed_hosts = tuple(allowed_hosts)
         self._read_timeout_seconds = read_timeout_seconds
+        self._event_faults = {
+            "drop_fraction": event_drop_fraction,
+            "duplicate_fraction": event_duplicate_fraction,
+        }
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._temp_dir: str | None = None
         self._mirror: Any = None
         self.jobs: Any = None
         self.experiments: Any = None
+        self.events: Any = None  # the EventPublisher, while running
         self.ctx: EngineContext | None = None
 
     @property
@@ -133,6 +145,7 @@ class LocalEngine:
         from werkzeug.serving import WSGIRequestHandler, get_sockaddr, make_server, select_address_family
 
         from airflow_sm_provider.local import model
+        from airflow_sm_provider.local.eventbridge import EventPublisher
         from airflow_sm_provider.local.experiments import ExperimentsBackend
         from airflow_sm_provider.local.gate import Gate, HostRule
         from airflow_sm_provider.local.iam import IamRoles
@@ -184,12 +197,14 @@ class LocalEngine:
             credentials=own_key,
         )
         self.experiments = ExperimentsBackend(self.ctx)
+        self.events = EventPublisher(self.ctx, **self._event_faults)
         self.jobs = JobsBackend(
             self.ctx,
             experiments=self.experiments,
             max_concurrent_jobs=self._max_concurrent_jobs,
             runtimes=self._runtimes,
             stop_grace_seconds=self._stop_grace_seconds,
+            events=self.events,
         )
         self.experiments.register_search_resource("TrainingJob", self.jobs.search_records_training)
         self.jobs.recover()
@@ -226,7 +241,8 @@ class LocalEngine:
                 self.ctx.store.close()
             if self._mirror is not None:
                 self._mirror.close()
-            self._server = self._thread = self._mirror = self.jobs = self.experiments = self.ctx = None
+            self._server = self._thread = self._mirror = None
+            self.jobs = self.experiments = self.events = self.ctx = None
             if self._temp_dir is not None:
                 shutil.rmtree(self._temp_dir, ignore_errors=True)
                 self._temp_dir = None

@@ -98,6 +98,7 @@ class JobsBackend(JobThreads):
         except BaseException:
             self.ctx.store.delete(k.kind, name)
             raise
+        self._changed(k.kind, None, record)
         self._start(k.kind, name, target)
         return {k.arn_key: arn}
 

@@ -29,6 +29,7 @@ from airflow_sm_provider.local.container import namespaces_available
 from airflow_sm_provider.local.context import EngineContext
 from airflow_sm_provider.local.control import Control, EndReason, RunResult, RunSettings
 from airflow_sm_provider.local.errors import JobFailure, ValidationException
+from airflow_sm_provider.local.eventbridge import EventPublisher
 from airflow_sm_provider.local.job_records import KINDS, PROCESSING, TRAINING
 from airflow_sm_provider.local.lifecycle import Event, IllegalTransition
 from airflow_sm_provider.local.process import ProcessGroup, end_process_groups
@@ -119,14 +120,17 @@ class JobThreads:
         *,
         stop_grace_seconds: float = 2.0,
         mount_namespace: bool | None = None,
+        events: EventPublisher | None = None,
     ) -> None:
         """``mount_namespace``: whether jobs run in their own mount and PID namespaces (see
-        :mod:`container`); None detects whether the OS allows it."""
+        :mod:`container`); None detects whether the OS allows it. ``events`` publishes a
+        state-change event on every status change (:mod:`eventbridge`)."""
         self.ctx = ctx
         self.experiments = experiments
         self.runtimes = runtimes
         self.stop_grace_seconds = stop_grace_seconds
         self._mount_namespace = mount_namespace
+        self.events = events
         self._slots = Slots(max_concurrent_jobs or os.cpu_count() or 1)
         self._active: dict[str, ActiveJob] = {}  # key: (kind, lower-case name)
         self._lock = threading.Lock()
@@ -166,6 +170,7 @@ class JobThreads:
                         groups.append(ProcessGroup(*record[_PROCESS_GROUP]))
                     failed = k.advance(record, Event.FAIL, now, failure_reason=RESTART_REASON)
                     self.ctx.store.put(k.kind, record[k.name_key], failed)
+                    self._changed(k.kind, record, failed)
         end_process_groups(groups, self.stop_grace_seconds)
 
     def shutdown(self, timeout: float = 10.0) -> None:
@@ -193,8 +198,10 @@ class JobThreads:
         """Apply a lifecycle event to a stored job; False (or IllegalTransition if strict) if illegal."""
         now = self.ctx.now()
         extra = {k: v for k, v in fields.items() if v is not None and k not in ("message", "reason", "exit")}
+        before: list[Record] = []
 
         def change(record: Record) -> Record:
+            before.append(record)
             if kind == TRAINING:
                 new = lifecycle.advance_training(
                     record, event, now, message=fields.get("message"), failure_reason=fields.get("reason")
@@ -207,12 +214,18 @@ class JobThreads:
             return new
 
         try:
-            self.ctx.store.update(kind, name, change)
+            after = self.ctx.store.update(kind, name, change)
         except IllegalTransition:
             if strict:
                 raise
             return False
+        self._changed(kind, before[0], after)
         return True
+
+    def _changed(self, kind: str, before: Record | None, after: Record) -> None:
+        """A job record changed: publish its state-change event if its status did."""
+        if self.events is not None:
+            self.events.changed(kind, before, after)
 
     def _signal_stop(self, kind: str, name: str) -> None:
         active = self._active.get(f"{kind}/{name.lower()}")

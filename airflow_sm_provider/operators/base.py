@@ -112,6 +112,9 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         MaxRuntimeExceeded / MaxWaitTimeExceeded always fail.
     :param check_inputs_exist: check before starting that the S3 inputs exist.
     :param namespace: part of the job identity; default ``default_namespace()``.
+    :param event_queue_url: deferred waits only: SQS queue of SageMaker's job-end events, so the
+        trigger wakes within seconds of the end (``JobStatusTrigger``); default
+        ``[sagemaker_provider] event_queue_url``; "" polls.
     """
 
     job_kind: ClassVar[JobKind]
@@ -138,6 +141,7 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         stopped_ok: bool = False,
         check_inputs_exist: bool = True,
         namespace: str | None = None,
+        event_queue_url: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -154,6 +158,7 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         self.stopped_ok = stopped_ok
         self.check_inputs_exist = check_inputs_exist
         self.namespace = namespace
+        self.event_queue_url = event_queue_url
         self.job_name: str | None = None
         self._run: RunRef | None = None
         self._job_done = False
@@ -287,6 +292,7 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
             stop_on_kill=True,
+            event_queue_url=self.event_queue_url,
         )
 
     def _resume_without_event(self, context: Context) -> JobSummary:

@@ -95,6 +95,9 @@ class JobSensor(AwsArgsMixin, BaseSensorOperator):
         and own, so killing the wait should not end them.
     :param timeout: seconds before the sensor gives up; default 60 days, above SageMaker's
         28 days of pending time plus 28 days of runtime.
+    :param event_queue_url: deferred waits only: SQS queue of SageMaker's job-end events, so the
+        trigger wakes within seconds of an end (``JobStatusTrigger``); default
+        ``[sagemaker_provider] event_queue_url``; "" polls.
 
     A poke that meets throttling, a server error or a connection error logs it and pokes again.
 
@@ -118,9 +121,11 @@ class JobSensor(AwsArgsMixin, BaseSensorOperator):
         max_poll_interval: float = 600,
         stop_on_kill: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
+        event_queue_url: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(timeout=timeout, **kwargs)
+        self.event_queue_url = event_queue_url
         self.jobs = jobs
         self.job_kind = job_kind
         AwsArgs(aws_conn_id, region_name, verify, botocore_config).apply(self)
@@ -157,6 +162,7 @@ class JobSensor(AwsArgsMixin, BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 max_poll_interval=self.max_poll_interval,
                 stop_on_kill=self.stop_on_kill,
+                event_queue_url=self.event_queue_url,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

@@ -26,6 +26,13 @@ replaced by one Describe per job (``status_poll``). Any other API error ends the
 ``poll_failed`` event: the wait failed, not the jobs, which may still be running. Status values
 the job-kind table does not know are logged and waited through.
 
+Event-driven (``event_queue_url``): the trigger subscribes to this process's shared listener
+of the SQS queue (``triggers.events``), which hands it the job-end events of its jobs as hints;
+each is confirmed with one Describe, since events can repeat, arrive late or be lost. One
+batched poll runs at once and then every ``safety_poll_interval`` (10 minutes by default), so a
+lost event delays the wait and never hangs it. The wait then learns of an end within seconds,
+at a few SQS calls a minute per process whatever the number of jobs.
+
 Events, fired once: a :class:`~airflow_sm_provider.events.JobsEvent` payload (success,
 ``jobs_failed`` or ``poll_failed``; see ``events``).
 
@@ -41,8 +48,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_sm_provider._compat import BaseTrigger, TriggerEvent, conf
@@ -54,18 +61,26 @@ from airflow_sm_provider.status_poll import (
     Call,
     JobState,
     denied_warning,
+    listing_method,
     poll_delay,
     run_poll_async,
     validate_jobs,
 )
+from airflow_sm_provider.triggers.events import listener_for
 
 if TYPE_CHECKING:
     from aiobotocore.client import AioBaseClient
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+Invoke = Callable[[Call], Awaitable[Mapping[str, Any]]]
+#: Skip every listing: a poll of one Describe per job.
+DESCRIBE_ONLY = frozenset(listing_method(kind) for kind in KINDS)
 #: Where the provider's settings live in Airflow's configuration.
 CONFIG_SECTION = "sagemaker_provider"
 #: Default of ``[sagemaker_provider] min_first_poll_seconds``.
 MIN_FIRST_POLL_SECONDS = 10.0
+#: Default of ``[sagemaker_provider] event_safety_poll_seconds``.
+SAFETY_POLL_SECONDS = 600.0
 
 
 def default_min_first_poll() -> float:
@@ -82,15 +97,35 @@ def default_min_first_poll() -> float:
     return value
 
 
+def default_event_queue_url() -> str:
+    """``[sagemaker_provider] event_queue_url`` (env ``AIRFLOW__SAGEMAKER_PROVIDER__EVENT_QUEUE_URL``),
+    else "" (no events: the wait polls).
+
+    The SQS queue an EventBridge rule fills with SageMaker's job-end events
+    (``airflow-sm events setup``); set it once to make every wait of a deployment event-driven.
+    """
+    return conf.get(CONFIG_SECTION, "event_queue_url", fallback="") or ""
+
+
+def default_safety_poll() -> float:
+    """``[sagemaker_provider] event_safety_poll_seconds``, else 600: the batched poll of an
+    event-driven wait, so that a lost event delays the wait and never hangs it."""
+    value = conf.getfloat(CONFIG_SECTION, "event_safety_poll_seconds", fallback=SAFETY_POLL_SECONDS)
+    if value <= 0:
+        raise ValueError(f"[{CONFIG_SECTION}] event_safety_poll_seconds must be > 0, got {value}")
+    return value
+
+
 @asynccontextmanager
-async def async_jobs_client(aws: AwsArgs) -> AsyncIterator[AioBaseClient]:
-    """An aiobotocore SageMaker client whose whole synchronous setup runs in a worker thread.
+async def async_aws_client(make_hook: Callable[[], AwsBaseHook]) -> AsyncIterator[AioBaseClient]:
+    """An aiobotocore client of the hook ``make_hook`` builds, whose whole synchronous setup
+    runs in a worker thread.
 
     A trigger shares the triggerer's event loop with every other deferred task, so nothing
     slow may run on it. Importing the hook, building it, reading the connection, making the
     session and resolving credentials are synchronous, and so, inside aiobotocore's ``async``
-    client creation, are loading the SageMaker service model (megabytes of JSON), building the
-    client class and resolving the endpoint: 0.7-2 s on the loop for the first client of a
+    client creation, are loading the service model (megabytes of JSON for SageMaker), building
+    the client class and resolving the endpoint: 0.7-2 s on the loop for the first client of a
     process, measured. All of it runs in one thread, on a private event loop that only creates
     and opens the client. Nothing of the client is bound to that loop (aiobotocore creates its
     aiohttp session on the first request, and asyncio's locks bind to a loop on first
@@ -102,9 +137,7 @@ async def async_jobs_client(aws: AwsArgs) -> AsyncIterator[AioBaseClient]:
     """
 
     def open_client() -> tuple[Any, AioBaseClient]:
-        from airflow_sm_provider.hooks.jobs import jobs_hook
-
-        hook = jobs_hook(aws)
+        hook = make_hook()
         context = hook.get_client_type(region_name=hook.region_name, deferrable=True)
         return context, asyncio.run(context.__aenter__())
 
@@ -113,6 +146,17 @@ async def async_jobs_client(aws: AwsArgs) -> AsyncIterator[AioBaseClient]:
         yield client
     finally:
         await context.__aexit__(None, None, None)
+
+
+def async_jobs_client(aws: AwsArgs) -> AbstractAsyncContextManager[AioBaseClient]:
+    """The SageMaker client of :func:`async_aws_client` for ``aws``."""
+
+    def make_hook() -> AwsBaseHook:
+        from airflow_sm_provider.hooks.jobs import jobs_hook
+
+        return jobs_hook(aws)
+
+    return async_aws_client(make_hook)
 
 
 class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
@@ -127,6 +171,11 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
     :param started_at: epoch seconds the wait began (set on first construction; drives backoff).
     :param min_first_poll: seconds after ``started_at`` before the first poll; default
         ``default_min_first_poll()``, read where the trigger is first built (the worker).
+    :param event_queue_url: SQS queue of SageMaker's job-end events: wait on its events (each
+        confirmed with one Describe) instead of polling with backoff; default
+        ``default_event_queue_url()`` (read where the trigger is first built); "" polls.
+    :param safety_poll_interval: with events, seconds between batched polls (the safety net
+        for lost events); default ``default_safety_poll()``.
     """
 
     def __init__(
@@ -142,6 +191,8 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
         stop_on_kill: bool = False,
         started_at: float | None = None,
         min_first_poll: float | None = None,
+        event_queue_url: str | None = None,
+        safety_poll_interval: float | None = None,
     ) -> None:
         super().__init__()
         if not jobs:
@@ -157,6 +208,12 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
         self.min_first_poll = default_min_first_poll() if min_first_poll is None else min_first_poll
         if self.min_first_poll < 0:
             raise ValueError(f"min_first_poll must be >= 0, got {self.min_first_poll}")
+        self.event_queue_url = default_event_queue_url() if event_queue_url is None else event_queue_url
+        self.safety_poll_interval = (
+            default_safety_poll() if safety_poll_interval is None else safety_poll_interval
+        )
+        if self.safety_poll_interval <= 0:
+            raise ValueError(f"safety_poll_interval must be > 0, got {self.safety_poll_interval}")
         self._unfinished: set[str] | None = None  # known after the first poll of this instance
         self._denied: set[str] = set()  # listing methods IAM denies: described instead
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
@@ -173,6 +230,8 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
                 "stop_on_kill": self.stop_on_kill,
                 "started_at": self.started_at,
                 "min_first_poll": self.min_first_poll,
+                "event_queue_url": self.event_queue_url,
+                "safety_poll_interval": self.safety_poll_interval,
             },
         )
 
@@ -200,28 +259,100 @@ class JobStatusTrigger(AwsArgsMixin, BaseTrigger):
                 except ClientError as error:
                     raise api_error(error, error.operation_name or call.method) from error
 
+            try:
+                wait = self._wait_for_events if self.event_queue_url else self._wait_polling
+                payload = await wait(invoke)
+            except (SageMakerApiError, BotoCoreError) as error:  # not transient: _poll retries those
+                payload = self.poll_failed_event(error)
+            yield TriggerEvent(payload)
+
+    async def _poll(
+        self, invoke: Invoke, refs: list[tuple[JobKind, str]], *, describe: bool = False
+    ) -> dict[str, JobState] | None:
+        """One batched poll of ``refs`` (``describe``: one Describe each); None after a transient
+        error (logged), any other error raised."""
+        from botocore.exceptions import BotoCoreError
+
+        skip = DESCRIBE_ONLY if describe else self._denied
+        try:
+            poll = await run_poll_async(refs, invoke, skip=skip)
+        except (SageMakerApiError, BotoCoreError) as error:
+            if not is_transient(error):
+                raise
+            self.log.warning("Status poll failed, trying again: %s", error)
+            return None
+        for method, message in poll.denied.items():
+            self.log.warning(denied_warning(method, message))
+        self._denied.update(poll.denied)
+        return poll.states()
+
+    async def _wait_polling(self, invoke: Invoke) -> dict[str, Any]:
+        """Poll with backoff until every job has ended; the payload to fire."""
+        while True:
+            states = await self._poll(invoke, self.refs)
+            if states is not None:
+                self._unfinished = {name for name, state in states.items() if not state.confirmed}
+                if not self._unfinished:
+                    return self.event(states)
+                self._log_progress(states)
+            elapsed = time.time() - self.started_at
+            await asyncio.sleep(
+                poll_delay(elapsed, self.poll_interval, self.max_poll_interval, rng=self._rng)
+            )
+
+    async def _wait_for_events(self, invoke: Invoke) -> dict[str, Any]:
+        """Wait on the queue's hints (see ``triggers.events``), each confirmed with one Describe,
+        with a batched poll at once and then every ``safety_poll_interval``; the payload to fire."""
+        names = validate_jobs(self.refs)
+        listener = listener_for(str(self.event_queue_url), self.aws)
+        subscription = listener.subscribe(names, max_age=2 * self.safety_poll_interval)
+        ended: dict[str, JobState] = {}
+
+        async def settle(states: Mapping[str, JobState], hinted: bool) -> None:
+            for name, state in states.items():
+                if state.confirmed:
+                    ended[name] = state
+                if state.confirmed or hinted:  # a hint not confirmed: its message goes back
+                    await listener.confirm((state.kind, name.lower()), state.confirmed)
+
+        try:
+            next_poll = time.monotonic()
             while True:
-                try:
-                    poll = await run_poll_async(self.refs, invoke, skip=self._denied)
-                except (SageMakerApiError, BotoCoreError) as error:
-                    if not is_transient(error):
-                        yield TriggerEvent(self.poll_failed_event(error))
-                        return
-                    self.log.warning("Status poll failed, trying again: %s", error)
+                if time.monotonic() >= next_poll:
+                    waiting = [(kind, name) for kind, name in self.refs if name not in ended]
+                    states = await self._poll(invoke, waiting)
+                    interval = self.safety_poll_interval
+                    next_poll = time.monotonic() + poll_delay(0, interval, interval, rng=self._rng)
+                    if states is not None:
+                        await settle(states, hinted=False)
+                        if len(ended) < len(self.refs):
+                            self._log_progress(states)
                 else:
-                    for method, message in poll.denied.items():
-                        self.log.warning(denied_warning(method, message))
-                    self._denied.update(poll.denied)
-                    states = poll.states()
-                    self._unfinished = {name for name, state in states.items() if not state.confirmed}
-                    if not self._unfinished:
-                        yield TriggerEvent(self.event(states))
-                        return
-                    self._log_progress(states)
-                elapsed = time.time() - self.started_at
-                await asyncio.sleep(
-                    poll_delay(elapsed, self.poll_interval, self.max_poll_interval, rng=self._rng)
-                )
+                    try:
+                        hint = await asyncio.wait_for(subscription.hints.get(), next_poll - time.monotonic())
+                    except TimeoutError:
+                        continue
+                    hints = {hint.key: hint}
+                    while not subscription.hints.empty():
+                        hint = subscription.hints.get_nowait()
+                        hints[hint.key] = hint
+                    for key in hints:
+                        if names[key] in ended:  # a duplicate: the end is known
+                            await listener.confirm(key, True)
+                    fresh = [(key[0], names[key]) for key in hints if names[key] not in ended]
+                    if fresh:
+                        self.log.info("State-change event(s) for %s: confirming", [n for _, n in fresh])
+                        states = await self._poll(invoke, fresh, describe=True)
+                        if states is None:
+                            for key in hints:
+                                await listener.confirm(key, False)
+                        else:
+                            await settle(states, hinted=True)
+                self._unfinished = {name for _, name in self.refs if name not in ended}
+                if not self._unfinished:
+                    return self.event(ended)
+        finally:
+            await listener.unsubscribe(subscription)
 
     def event(self, states: Mapping[str, JobState]) -> dict[str, Any]:
         """The event payload for jobs that have all ended."""

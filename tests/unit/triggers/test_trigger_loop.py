@@ -1,5 +1,5 @@
-"""JobStatusTrigger on a real event loop against the local engine: it never blocks the loop,
-and its first poll waits for the defer race to pass."""
+"""JobStatusTrigger on a real event loop against the local engine: it never blocks the loop
+(polling or event-driven), and its first poll waits for the defer race to pass."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uuid
 
 import botocore.loaders
 import pytest
+from events_support import job_end_queue
 from jobs_support import training_config, upload_script
 
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
@@ -60,32 +61,25 @@ async def first_event(trigger: JobStatusTrigger, timeout: float = 60) -> dict:
     return await asyncio.wait_for(take(), timeout)
 
 
-def test_client_setup_never_runs_on_the_event_loop(job, monkeypatch):
-    """Building the hook (connection read), loading service models and the endpoint rules are
-    synchronous and slow (0.7-2 s for a process's first client): they must run in the worker
-    thread, never on the loop that every deferred task of the triggerer shares.
+def assert_setup_off_the_loop(make_trigger, monkeypatch, must_run: set[str]) -> None:
+    """Run the trigger ``make_trigger()`` builds to its event; no client setup on the loop.
 
-    Checked by the thread each call runs on, not by a clock, so a loaded machine cannot make it
-    pass or fail. A fresh loader makes the run as cold as a triggerer's first trigger.
+    Building the hook (connection read), loading service models and the endpoint rules are
+    synchronous and slow (0.7-2 s for a process's first client): they must run in a worker
+    thread, never on the loop that every deferred task of the triggerer shares. Checked by the
+    thread each call runs on, not by a clock, so a loaded machine cannot make it pass or fail.
+    A fresh loader makes the run as cold as a triggerer's first trigger.
     """
     from airflow.providers.amazon.aws.hooks import base_aws
 
     from airflow_sm_provider.hooks import jobs as jobs_hooks
 
+    trigger = make_trigger()
     monkeypatch.setattr(base_aws, "_loader", botocore.loaders.Loader())
     calls = ThreadLog(monkeypatch)
     calls.watch(jobs_hooks, "jobs_hook")
     calls.watch(botocore.loaders.Loader, "load_service_model")
     calls.watch(botocore.loaders.Loader, "load_data")
-    name = job("import time; time.sleep(1.5)")
-    trigger = JobStatusTrigger(
-        jobs=[{"kind": "training", "name": name}],
-        aws_conn_id="aws_default",  # read from AIRFLOW_CONN_AWS_DEFAULT, as a triggerer reads it
-        poll_interval=0.2,
-        max_poll_interval=0.3,
-        min_first_poll=0,
-    )
-    calls.calls.clear()  # starting the job above used the same functions, off any loop
 
     async def scenario() -> dict:
         calls.loop_thread = threading.get_ident()
@@ -94,8 +88,40 @@ def test_client_setup_never_runs_on_the_event_loop(job, monkeypatch):
     event = asyncio.run(scenario())
     assert event["status"] == "success", event
     watched = {name for name, _ in calls.calls}
-    assert {"jobs_hook", "load_service_model", "load_data"} <= watched, watched
+    assert must_run <= watched, watched
     assert [name for name, on_loop in calls.calls if on_loop] == []
+
+
+def test_client_setup_never_runs_on_the_event_loop(job, monkeypatch):
+    name = job("import time; time.sleep(1.5)")
+    assert_setup_off_the_loop(
+        lambda: JobStatusTrigger(
+            jobs=[{"kind": "training", "name": name}],
+            aws_conn_id="aws_default",  # read from AIRFLOW_CONN_AWS_DEFAULT, as a triggerer reads it
+            poll_interval=0.2,
+            max_poll_interval=0.3,
+            min_first_poll=0,
+        ),
+        monkeypatch,
+        {"jobs_hook", "load_service_model", "load_data"},
+    )
+
+
+def test_an_event_driven_wait_sets_up_its_queue_client_off_the_loop_too(job, engine, monkeypatch):
+    """The shared SQS listener's client is built off the loop too, and its 20 s long poll awaits."""
+    with job_end_queue(engine) as queue:
+        name = job("import time; time.sleep(3)")  # ends after the first poll: the event wakes the wait
+        assert_setup_off_the_loop(
+            lambda: JobStatusTrigger(
+                jobs=[{"kind": "training", "name": name}],
+                aws_conn_id="aws_default",
+                min_first_poll=0,
+                event_queue_url=queue,
+                safety_poll_interval=600,
+            ),
+            monkeypatch,
+            {"jobs_hook", "load_service_model", "load_data"},
+        )
 
 
 def test_the_first_poll_waits_min_first_poll_after_the_defer(job, monkeypatch):
