@@ -29,9 +29,6 @@ METRIC_DEFINITIONS = [
 ]
 #: The data channels of the training script (``SM_CHANNEL_TRAIN``, ``SM_CHANNEL_VALIDATION``).
 CHANNELS = ("train", "validation")
-# First delay between status polls of the sensors (they back off from there). A minute suits
-# jobs of minutes to days; the local demo sets a few seconds.
-POLL_SECONDS = float(os.environ.get("SAGEMAKER_PIPELINE_POLL_SECONDS", "60"))
 # The jobs' tasks and waits retry: a retried operator re-attaches to its job (job names derive
 # from the task's identity, so no second job starts), and a wait failed by Airflow's defer race
 # (see the README) recovers on its next try.
@@ -39,6 +36,13 @@ RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}
 AWS = {"aws_conn_id": "{{ params.aws_conn_id }}"}
 S3_PLACE = {"bucket": "{{ params.bucket }}", "prefix": "{{ params.prefix }}"}
 DEFAULT_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+def poll_seconds() -> float:
+    """First delay between the sensors' status polls (they back off from there), read when a DAG
+    file is parsed: a minute suits jobs of minutes to days; the local demo sets a few seconds
+    with ``SAGEMAKER_PIPELINE_POLL_SECONDS``."""
+    return float(os.environ.get("SAGEMAKER_PIPELINE_POLL_SECONDS", "60"))
 
 
 def run_uri(params: Mapping[str, Any], run_id: str | None, suffix: str) -> str:

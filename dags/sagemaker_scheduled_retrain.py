@@ -52,9 +52,9 @@ from airflow_sm_provider.operators.report import ComparisonReportOperator
 from airflow_sm_provider.sensors.jobs import JobSensor
 from airflow_sm_provider.template_jobs import (
     AWS,
-    POLL_SECONDS,
     RETRIES,
     S3_PLACE,
+    poll_seconds,
     run_uri,
     stage_code,
     training_params,
@@ -199,7 +199,7 @@ with DAG(
         **AWS,
         **RETRIES,
     )
-    wait = JobSensor(task_id="wait", jobs=train.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES)
+    wait = JobSensor(task_id="wait", jobs=train.output, poke_interval=poll_seconds(), **AWS, **RETRIES)
     report = ComparisonReportOperator(
         task_id="report",
         jobs=[found["baseline_job"], train.output],

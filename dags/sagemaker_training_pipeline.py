@@ -51,9 +51,9 @@ from airflow_sm_provider.template_jobs import (
     AWS,
     CHANNELS,
     DEFAULT_IMAGE,
-    POLL_SECONDS,
     RETRIES,
     S3_PLACE,
+    poll_seconds,
     resources,
     run_uri,
     stage_code,
@@ -213,13 +213,13 @@ with DAG(
         task_id="preprocess", config=plan_processing(code), wait_for_completion=False, **AWS, **RETRIES
     )
     wait_preprocess = JobSensor(
-        task_id="wait_preprocess", jobs=preprocess.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES
+        task_id="wait_preprocess", jobs=preprocess.output, poke_interval=poll_seconds(), **AWS, **RETRIES
     )
     train = TrainingJobOperator.partial(
         task_id="train", experiment="{{ params.experiment }}", wait_for_completion=False, **AWS, **RETRIES
     ).expand(config=plan_training(code))
     wait_training = JobSensor(
-        task_id="wait_training", jobs=train.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES
+        task_id="wait_training", jobs=train.output, poke_interval=poll_seconds(), **AWS, **RETRIES
     )
     learning_curves = MetricPlotOperator(
         task_id="learning_curves",
