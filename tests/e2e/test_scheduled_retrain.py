@@ -1,11 +1,15 @@
-"""The scheduled retrain end to end on the local engine, after the training template.
+"""The scheduled retrain end to end on the local engine: real Airflow (``dag.test()`` on
+SQLite), the engine over HTTP, SageMaker Experiments through the SDK, tags read back with Search.
 
-Real Airflow (``dag.test()`` on SQLite), the local engine over HTTP, SageMaker Experiments
-through the SDK: the template trains a small sweep, then the retrain DAG runs twice. The first
-retrain finds no champion, so its challenger takes the title; the second one trains the same
-configuration on the same data with the script's fixed seed, so its challenger ties and the
-champion stays. Before all that, a retrain of an empty experiment fails at its first task
-and creates nothing.
+The experiment is seeded the way the training template leaves it, without paying for a whole
+template run: the template's own preprocessing script writes the data, two runs of the
+template's ``train.py`` (a good and a poorer learning rate) are tracked through the same
+tracker calls the training operator makes, and the poorer one is recorded as champion by the
+retrain's own decision code. The retrain must then train the better configuration again,
+beat that champion, take the title in ``champion.json`` and on the run tags, and flip the
+old champion's tag. Before that, an experiment with no completed run is refused at the lookup,
+with nothing created. The other outcomes (a tie, a failed challenger) are the pure rules'
+unit tests.
 """
 
 from __future__ import annotations
@@ -13,37 +17,82 @@ from __future__ import annotations
 import json
 import runpy
 import shutil
+import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_sm_provider import s3_keys
+from airflow_sm_provider.aws_args import AwsArgs
 from airflow_sm_provider.champion import CHAMPION_DATE_TAG, CHAMPION_TAG
+from airflow_sm_provider.reporting.model import Objective
+from airflow_sm_provider.template_jobs import CHANNELS, stage_code, training_request
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+SCRIPTS = DAGS_FOLDER / "sagemaker_scripts"
 RETRAIN = "sagemaker_scheduled_retrain"
-TEMPLATE = "sagemaker_training_pipeline"
+PREFIX = "retrain"
+LOSS = Objective("validation:loss", "Minimize")
 
 
 @pytest.fixture
-def templates(dags_folder: Path, aws_env: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The two template DAGs as Airflow's bundle holds them, polling quickly for the engine's jobs."""
-    for key, value in {
-        "SAGEMAKER_PIPELINE_POLL_SECONDS": "1",
-        "SAGEMAKER_PIPELINE_REPLOT_SECONDS": "2",
-        "AIRFLOW__SAGEMAKER_PROVIDER__MIN_FIRST_POLL_SECONDS": "1",
-    }.items():
-        monkeypatch.setenv(key, value)
+def retrain_dag(dags_folder: Path, aws_env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The retrain template as Airflow's bundle holds it, polling quickly for the engine's jobs."""
+    monkeypatch.setenv("SAGEMAKER_PIPELINE_POLL_SECONDS", "1")
+    monkeypatch.setenv("AIRFLOW__SAGEMAKER_PROVIDER__MIN_FIRST_POLL_SECONDS", "1")
     folder = dags_folder / "templates"
     if not folder.exists():
         shutil.copytree(DAGS_FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return {dag_id: runpy.run_path(str(folder / f"{dag_id}.py"))["dag"] for dag_id in (TEMPLATE, RETRAIN)}
+    return runpy.run_path(str(folder / f"{RETRAIN}.py"))["dag"]
 
 
-def states(dag_run: Any) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+def seed_experiment(engine: Any, params: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """Two completed, tracked runs of ``train.py`` in the experiment: learning rate -> its run."""
+    from airflow_sm_provider.naming import JobIdentity
+    from airflow_sm_provider.tracking.base import TrackingConfig, open_tracker
+    from airflow_sm_provider.tracking.records import run_end, run_start
+
+    s3, sagemaker = engine.client("s3"), engine.client("sagemaker")
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "preprocess.py"), "--output-dir", str(tmp_path)], check=True
+    )
+    channels = {}
+    for channel in CHANNELS:
+        s3.upload_file(
+            str(tmp_path / channel / f"{channel}.csv"), params["bucket"], f"data/{channel}/{channel}.csv"
+        )
+        channels[channel] = f"s3://{params['bucket']}/data/{channel}"
+    code = stage_code(params, SCRIPTS)["train"]
+    tracker, started = open_tracker(), {}
+    for number, rate in enumerate(("0.05", "0.5"), start=1):
+        request = training_request(
+            f"seed-{uuid.uuid4().hex[:8]}",
+            params,
+            code=code,
+            hyperparameters={"epochs": "3", "learning-rate": rate, "hidden-units": "16"},
+            channels=channels,
+            output_uri=f"s3://{params['bucket']}/models",
+            checkpoint_uri=f"s3://{params['bucket']}/checkpoints/{number}",
+        )
+        identity = JobIdentity("default", "seed", params["experiment"], f"train-{number}")
+        ref = tracker.start_run(
+            TrackingConfig(params["experiment"]), identity, request["TrainingJobName"], run_start(request)
+        )
+        sagemaker.create_training_job(**request, **ref.job_fields)
+        started[rate] = (ref, request["TrainingJobName"])
+    for ref, job in started.values():
+        while (describe := sagemaker.describe_training_job(TrainingJobName=job))["TrainingJobStatus"] in (
+            "InProgress",
+            "Stopping",
+        ):
+            time.sleep(0.5)
+        assert describe["TrainingJobStatus"] == "Completed", describe.get("FailureReason")
+        tracker.end_run(ref, run_end(describe))
+    return {rate: ref for rate, (ref, _) in started.items()}
 
 
 def champion_tags(sagemaker: Any, experiment: str) -> dict[str, dict[str, str]]:
@@ -70,70 +119,69 @@ def read_json(s3: Any, bucket: str, key: str) -> dict[str, Any]:
 
 
 @pytest.mark.e2e
-def test_retrain_crowns_a_first_champion_then_keeps_it_against_a_tie(
-    airflow_db: Path, templates: dict[str, Any], engine: Any, s3_bucket: str
+def test_retrain_of_the_best_run_dethrones_a_poorer_champion(
+    airflow_db: Path, retrain_dag: Any, engine: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
+    from airflow_sm_provider.retrain import find_source, record_decision
+    from airflow_sm_provider.tracking.base import open_tracker
+
     s3, sagemaker = engine.client("s3"), engine.client("sagemaker")
     experiment = f"retrain-{time.time_ns() % 10**10}"
-    conf = {"bucket": s3_bucket, "prefix": "retrain", "experiment": experiment}
-
-    # An experiment with no completed run: the retrain stops at its lookup, creating nothing.
-    empty = templates[RETRAIN].test(run_conf=conf)
-    assert empty.state == "failed"
-    assert states(empty)["find_best"] == "failed"
-    assert {state for task, state in states(empty).items() if task != "find_best"} <= {
-        "upstream_failed",
-        None,
+    params = {**retrain_dag.params.dump(), "bucket": s3_bucket, "prefix": PREFIX, "experiment": experiment}
+    place = {
+        "aws": AwsArgs(),
+        "bucket": s3_bucket,
+        "prefix": PREFIX,
+        "experiment": experiment,
+        "objective": LOSS,
     }
+
+    # An experiment with no completed run: the lookup (the DAG's first task) refuses, creating nothing.
+    with pytest.raises(
+        ValueError, match=f"run sagemaker_training_pipeline first with experiment={experiment}"
+    ):
+        find_source(**place)
     assert s3.list_objects_v2(Bucket=s3_bucket).get("KeyCount", 0) == 0
-    assert not [
-        job
-        for job in sagemaker.list_training_jobs()["TrainingJobSummaries"]
-        if "challenger" in job["TrainingJobName"]
-    ]
 
-    sweep = templates[TEMPLATE].test(
-        run_conf={**conf, "grid": {"learning-rate": [0.05, 0.3], "hidden-units": [16]}, "epochs": 3}
-    )
-    assert sweep.state == "success", states(sweep)
-    key = s3_keys.champion_key("retrain", experiment)
+    runs = seed_experiment(engine, params, tmp_path / "data")
+    values = {
+        run.ref.record: run.parameters["final.validation:loss"]
+        for run in open_tracker().get_runs(list(runs.values()))
+    }
+    best, poorer = sorted(runs.values(), key=lambda ref: values[ref.record])
+    assert values[best.record] < values[poorer.record]
+    seeded = record_decision(
+        **place, challenger_job={"run": poorer.to_xcom()}, dag_id="seed", run_id="seed"
+    )  # the poorer run becomes the first champion, as a first retrain would have made it
+    assert seeded["outcome"] == "first-champion"
 
-    first = templates[RETRAIN].test(run_conf=conf)
-    assert first.state == "success", states(first)
-    decided = first.get_task_instance("decide").xcom_pull(task_ids="decide")
-    assert decided["outcome"] == "first-champion" and decided["challenger_eligible"]
-    document = read_json(s3, s3_bucket, key)
+    dag_run = retrain_dag.test(run_conf={"bucket": s3_bucket, "prefix": PREFIX, "experiment": experiment})
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "success", states
+    source = dag_run.get_task_instance("find_best").xcom_pull(task_ids="find_best", key="source")
+    assert source["record"] == best.record and source["hyperparameters"]["learning-rate"] in ("0.05", "0.5")
+    decided = dag_run.get_task_instance("decide").xcom_pull(task_ids="decide")
+    assert decided["outcome"] == "challenger-wins", decided["reason"]
+
+    # champion.json: the challenger, its value (the best run's, retrained with the same seed), the reason.
+    document = read_json(s3, s3_bucket, s3_keys.champion_key(PREFIX, experiment))
     champion = document["champion"]
     assert champion["record"] == decided["champion"] == document["challenger"]["record"]
     assert champion["job"].startswith("challenger-") and champion["status"] == "Completed"
-    source = first.get_task_instance("find_best").xcom_pull(task_ids="find_best", key="source")
-    assert source["hyperparameters"]["epochs"] == "3" and source["value"] == pytest.approx(champion["value"])
-    assert document["report"].endswith(
-        f"/reports/{RETRAIN}/{s3_keys.encode_segment(first.run_id)}/report.html"
+    assert champion["value"] == pytest.approx(values[best.record])
+    assert document["previous_champion"] == poorer.record and document["outcome"] == "challenger-wins"
+    assert document["report"] == (
+        f"s3://{s3_bucket}/{s3_keys.report_prefix(PREFIX, RETRAIN, dag_run.run_id)}report.html"
     )
-    report = read_json(s3, s3_bucket, s3_keys.report_prefix("retrain", RETRAIN, first.run_id) + "report.json")
-    assert sorted(run["name"] for run in report["runs"]) == sorted([champion["job"], source["job"]])
+
+    # The report compares the old champion's job with the challenger's.
+    report = read_json(s3, s3_bucket, s3_keys.report_prefix(PREFIX, RETRAIN, dag_run.run_id) + "report.json")
+    poorer_job = seeded["challenger"]["job"]
+    assert sorted(run["name"] for run in report["runs"]) == sorted([champion["job"], poorer_job])
+    assert report["runs"][0]["name"] == champion["job"]  # ranked first
+
+    # The tags, read back through SageMaker Search: the title moved, the old champion's flipped.
     tags = champion_tags(sagemaker, experiment)
     assert tags[champion["record"]] == {CHAMPION_TAG: "true", CHAMPION_DATE_TAG: champion["since"]}
-    assert [record for record, tag in tags.items() if tag.get(CHAMPION_TAG) == "true"] == [champion["record"]]
-
-    second = templates[RETRAIN].test(run_conf=conf)
-    assert second.state == "success", states(second)
-    decided = second.get_task_instance("decide").xcom_pull(task_ids="decide")
-    assert decided["outcome"] == "champion-stays" and decided["champion"] == champion["record"]
-    document = read_json(s3, s3_bucket, key)
-    assert (
-        document["champion"]["record"] == champion["record"]
-        and document["champion"]["since"] == champion["since"]
-    )
-    challenger = document["challenger"]
-    assert challenger["record"] != champion["record"] and challenger["value"] == pytest.approx(
-        champion["value"]
-    )
-    report = read_json(
-        s3, s3_bucket, s3_keys.report_prefix("retrain", RETRAIN, second.run_id) + "report.json"
-    )
-    assert sorted(run["name"] for run in report["runs"]) == sorted([champion["job"], challenger["job"]])
-    tags = champion_tags(sagemaker, experiment)
-    assert tags[champion["record"]][CHAMPION_TAG] == "true"
-    assert tags[challenger["record"]][CHAMPION_TAG] == "false"
+    assert tags[poorer.record][CHAMPION_TAG] == "false"
+    assert tags[best.record] == {}
