@@ -1,15 +1,16 @@
 """The scheduled retrain end to end on the local engine: real Airflow (``dag.test()`` on
 SQLite), the engine over HTTP, SageMaker Experiments through the SDK, tags read back with Search.
 
-The experiment is seeded the way the training template leaves it, without paying for a whole
-template run: the template's own preprocessing script writes the data, two runs of the
-template's ``train.py`` (a good and a poorer learning rate) are tracked through the same
-tracker calls the training operator makes, and the poorer one is recorded as champion by the
-retrain's own decision code. The retrain must then train the better configuration again,
-beat that champion, take the title in ``champion.json`` and on the run tags, and flip the
-old champion's tag. Before that, an experiment with no completed run is refused at the lookup,
-with nothing created. The other outcomes (a tie, a failed challenger) are the pure rules'
-unit tests.
+The experiment is seeded as the training template leaves it, without paying for a template
+run: the template's preprocessing script writes the data, and two tracked runs (through the
+same tracker calls the training operator makes) carry the template's hyperparameters and
+metric lines. Their jobs run a stub that prints a fixed loss (``10 x learning-rate``), so the
+seeding costs no model training: the better one is the configuration to retrain, the poorer
+one is recorded as champion by the retrain's own decision code. The retrain must then run the
+real ``train.py`` with the better run's hyperparameters, beat that champion, take the title in
+``champion.json`` and on the run tags, flip the old champion's tag, and report both. Before
+that, an experiment with no completed run is refused at the lookup, with nothing created. The
+other outcomes (a tie, a failed challenger) are the pure rules' unit tests.
 """
 
 from __future__ import annotations
@@ -25,18 +26,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobs_support import upload_script
 
 from airflow_sm_provider import s3_keys
 from airflow_sm_provider.aws_args import AwsArgs
 from airflow_sm_provider.champion import CHAMPION_DATE_TAG, CHAMPION_TAG
 from airflow_sm_provider.reporting.model import Objective
-from airflow_sm_provider.template_jobs import CHANNELS, stage_code, training_request
+from airflow_sm_provider.template_jobs import CHANNELS, training_request
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 SCRIPTS = DAGS_FOLDER / "sagemaker_scripts"
 RETRAIN = "sagemaker_scheduled_retrain"
 PREFIX = "retrain"
 LOSS = Objective("validation:loss", "Minimize")
+#: A job that prints the template's metric lines with a loss of 10 x its learning rate.
+STUB = """
+import json, os
+hp = json.load(open(os.path.join(os.environ["SM_INPUT_CONFIG_DIR"], "hyperparameters.json")))
+loss = 10 * float(hp["learning-rate"])
+for epoch in range(1, int(hp["epochs"]) + 1):
+    print(f"epoch={epoch} train_loss={loss} val_loss={loss} val_accuracy=0.5", flush=True)
+"""
 
 
 @pytest.fixture
@@ -51,7 +61,7 @@ def retrain_dag(dags_folder: Path, aws_env: Any, monkeypatch: pytest.MonkeyPatch
 
 
 def seed_experiment(engine: Any, params: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    """Two completed, tracked runs of ``train.py`` in the experiment: learning rate -> its run."""
+    """Two completed, tracked runs of the stub in the experiment: learning rate -> its run."""
     from airflow_sm_provider.naming import JobIdentity
     from airflow_sm_provider.tracking.base import TrackingConfig, open_tracker
     from airflow_sm_provider.tracking.records import run_end, run_start
@@ -66,9 +76,9 @@ def seed_experiment(engine: Any, params: dict[str, Any], tmp_path: Path) -> dict
             str(tmp_path / channel / f"{channel}.csv"), params["bucket"], f"data/{channel}/{channel}.csv"
         )
         channels[channel] = f"s3://{params['bucket']}/data/{channel}"
-    code = stage_code(params, SCRIPTS)["train"]
+    code = upload_script(s3, params["bucket"], STUB)
     tracker, started = open_tracker(), {}
-    for number, rate in enumerate(("0.05", "0.5"), start=1):
+    for number, rate in enumerate(("0.05", "5.0"), start=1):
         request = training_request(
             f"seed-{uuid.uuid4().hex[:8]}",
             params,
@@ -148,8 +158,8 @@ def test_retrain_of_the_best_run_dethrones_a_poorer_champion(
         run.ref.record: run.parameters["final.validation:loss"]
         for run in open_tracker().get_runs(list(runs.values()))
     }
-    best, poorer = sorted(runs.values(), key=lambda ref: values[ref.record])
-    assert values[best.record] < values[poorer.record]
+    best, poorer = runs["0.05"], runs["5.0"]
+    assert values == {best.record: 0.5, poorer.record: 50.0}
     seeded = record_decision(
         **place, challenger_job={"run": poorer.to_xcom()}, dag_id="seed", run_id="seed"
     )  # the poorer run becomes the first champion, as a first retrain would have made it
@@ -159,16 +169,17 @@ def test_retrain_of_the_best_run_dethrones_a_poorer_champion(
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", states
     source = dag_run.get_task_instance("find_best").xcom_pull(task_ids="find_best", key="source")
-    assert source["record"] == best.record and source["hyperparameters"]["learning-rate"] in ("0.05", "0.5")
+    assert source["record"] == best.record
+    assert source["hyperparameters"] == {"epochs": "3", "learning-rate": "0.05", "hidden-units": "16"}
     decided = dag_run.get_task_instance("decide").xcom_pull(task_ids="decide")
     assert decided["outcome"] == "challenger-wins", decided["reason"]
 
-    # champion.json: the challenger, its value (the best run's, retrained with the same seed), the reason.
+    # champion.json: the challenger (train.py itself, with the best run's hyperparameters), its value.
     document = read_json(s3, s3_bucket, s3_keys.champion_key(PREFIX, experiment))
     champion = document["champion"]
     assert champion["record"] == decided["champion"] == document["challenger"]["record"]
     assert champion["job"].startswith("challenger-") and champion["status"] == "Completed"
-    assert champion["value"] == pytest.approx(values[best.record])
+    assert 0 < champion["value"] < 50.0
     assert document["previous_champion"] == poorer.record and document["outcome"] == "challenger-wins"
     assert document["report"] == (
         f"s3://{s3_bucket}/{s3_keys.report_prefix(PREFIX, RETRAIN, dag_run.run_id)}report.html"
