@@ -48,6 +48,7 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_sm_provider.triggers.jobs"],
             }
         ],
+        "notifications": ["airflow_sm_provider.notifications.notifier.SageMakerJobsNotifier"],
         "extra-links": [
             "airflow_sm_provider.links.TrainingJobLink",
             "airflow_sm_provider.links.ProcessingJobLink",

@@ -21,7 +21,18 @@ from airflow_sm_provider.mwaa import run as run_mwaa
 def run_demo(args: argparse.Namespace) -> int:
     from airflow_sm_provider.demo import run_demo as demo
 
-    return demo(args.artifacts, args.dags_folder, json.loads(args.conf) if args.conf else None)
+    return demo(args.artifacts, args.dags_folder, args.conf)
+
+
+def json_object(text: str) -> dict:
+    """``--conf``: a JSON object, or argparse's error naming the option (before anything starts)."""
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object of parameters, got {type(value).__name__}")
+    return value
 
 
 def add_ui_command(commands: argparse._SubParsersAction) -> None:
@@ -50,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--dags-folder", type=Path, default=Path("dags"), help="folder of the template DAG (default: ./dags)"
     )
-    demo.add_argument("--conf", help="DAG run parameters as JSON, e.g. '{\"learning_rates\": [0.1, 0.3]}'")
+    demo.add_argument(
+        "--conf",
+        type=json_object,
+        help='DAG run parameters as JSON, e.g. \'{"grid": {"learning-rate": [0.01, 0.1]}, "epochs": 40}\'',
+    )
     demo.set_defaults(func=run_demo)
 
     mwaa = commands.add_parser("mwaa", help="package the provider for Amazon MWAA")

@@ -12,16 +12,23 @@ All classes derive from :class:`ProviderError`, so one ``except`` catches any of
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_sm_provider.notifications.message import FailedJob
+
 __all__ = [
     "NOT_FOUND_CODES",
     "THROTTLING_CODES",
     "ConfigValidationError",
     "JobNamesExhaustedError",
     "JobOwnershipError",
+    "JobsFailedError",
     "ProviderError",
     "SageMakerApiError",
     "TriggerEventError",
     "is_access_denied",
+    "is_invalid_request",
     "is_not_found",
     "is_not_stoppable",
     "is_transient",
@@ -65,6 +72,23 @@ class ConfigValidationError(ProviderError, ValueError):
         super().__init__(f"invalid {kind} job config ({len(problems)} problem(s)):\n{lines}")
 
 
+class JobsFailedError(ProviderError):
+    """Raised when SageMaker jobs ended without success; ``failed_jobs`` lists each for callbacks.
+
+    The operators and ``JobSensor`` raise it as ``notifications.failures.JobsFailedException``,
+    which is also an ``AirflowException``; an ``on_failure_callback`` finds it in
+    ``context["exception"]``.
+    """
+
+    def __init__(self, message: str, failed_jobs: list[FailedJob]) -> None:
+        super().__init__(message)
+        self.failed_jobs = failed_jobs
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[FailedJob]]]:
+        """Pickled with its jobs (the default would call ``cls(message)`` alone)."""
+        return type(self), (str(self), self.failed_jobs)
+
+
 class JobOwnershipError(ProviderError):
     """Raised when a job under our derived name belongs to another task (its identity tag differs)."""
 
@@ -104,6 +128,20 @@ def is_transient(error: BaseException) -> bool:
     """
     if isinstance(error, SageMakerApiError):
         return error.transient
-    from botocore.exceptions import BotoCoreError
+    from botocore.exceptions import BotoCoreError, ParamValidationError
 
-    return isinstance(error, BotoCoreError)
+    return isinstance(error, BotoCoreError) and not isinstance(error, ParamValidationError)
+
+
+def is_invalid_request(error: BaseException) -> bool:
+    """Whether a request was refused as malformed, so sending it again cannot succeed.
+
+    SageMaker's ValidationException (unless it means "no such job", see :func:`is_not_found`)
+    and botocore's client-side ParamValidationError; a task failing on one should fail without
+    its retries, which would only send the same request again.
+    """
+    if isinstance(error, SageMakerApiError):
+        return error.code == "ValidationException" and not is_not_found(error.code, error.message)
+    from botocore.exceptions import ParamValidationError
+
+    return isinstance(error, ParamValidationError)

@@ -19,11 +19,29 @@ Pure: no AWS, no Airflow imports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypedDict
+
+
+def job_leaves(jobs: Any, where: str = "jobs") -> Iterator[tuple[str, Any]]:
+    """``(where, item)`` for each job name or summary in ``jobs``, nested lists flattened.
+
+    ``where`` locates the item for error messages (``jobs[1][0]``). A sequence is read whole, by
+    slice: a mapped task's output is Airflow 3's lazy XCom sequence, whose iterator asks for
+    items one at a time until one is missing, and Airflow logs that miss as ``[error] XCom not
+    found ... offset=N`` in every successful run; a slice is one request, with no miss.
+    """
+    if isinstance(jobs, Mapping | str):
+        yield where, jobs
+    elif isinstance(jobs, Iterable):
+        items = jobs[:] if isinstance(jobs, Sequence) else jobs
+        for i, item in enumerate(items):
+            yield from job_leaves(item, f"{where}[{i}]")
+    else:
+        raise ValueError(f"{where}: must be a job name, a job summary or a list of them, not {jobs!r}")
 
 
 class JobKind(StrEnum):

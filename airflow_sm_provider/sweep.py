@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_sm_provider.job_kinds import JobKind, Outcome, classify
+from airflow_sm_provider.job_kinds import JobKind, Outcome, classify, job_leaves
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,30 +45,21 @@ def job_names(jobs: Any, field_name: str = "jobs") -> list[str]:
     ``ValueError`` naming the entry, e.g. ``jobs[2]: ...``.
     """
     names: dict[str, None] = {}
-
-    def add(item: Any, where: str) -> None:
+    if jobs is None:
+        raise ValueError(f"{field_name}: required (job names or the training task's XCom)")
+    for where, item in job_leaves(jobs, field_name):
         if isinstance(item, str):
             name = item
-        elif isinstance(item, Mapping):
+        else:
             kind = item.get("kind")
             if kind not in (None, JobKind.TRAINING.value):
                 raise ValueError(f"{where}: a {kind} job; only training jobs have metric series")
             name = item.get("name")
             if not isinstance(name, str):
                 raise ValueError(f"{where}: a job summary needs a 'name' string")
-        elif isinstance(item, Iterable):
-            for i, inner in enumerate(item):
-                add(inner, f"{where}[{i}]")
-            return
-        else:
-            raise ValueError(f"{where}: must be a job name, a job summary or a list of them")
         if not _JOB_NAME.fullmatch(name):
             raise ValueError(f"{where}: {name!r} is not a SageMaker job name (letters, digits, '-'; 1-63)")
         names[name] = None
-
-    if jobs is None:
-        raise ValueError(f"{field_name}: required (job names or the training task's XCom)")
-    add(jobs, field_name)
     if not names:
         raise ValueError(f"{field_name}: no jobs given")
     return list(names)

@@ -208,4 +208,36 @@ def training_params(own: Mapping[str, Any]) -> dict[str, Any]:
             description="StoppingCondition of every job (training up to 28 days; processing is capped at 9).",
         ),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
+        "notify_sns_topic_arn": Param(
+            "",
+            type="string",
+            pattern=r"^$|^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$",
+            title="Notify: SNS topic ARN",
+            description="When set, failed jobs (reason, console link) are published to this topic.",
+        ),
+        "notify_slack_conn_id": Param(
+            "",
+            type="string",
+            pattern=r"^[A-Za-z0-9_.-]{0,250}$",
+            title="Notify: Slack webhook connection",
+            description="When set, failed jobs are posted through this Slack incoming-webhook connection.",
+        ),
+    }
+
+
+def failure_notifications() -> dict[str, Any]:
+    """``on_failure_callback`` for the job and wait tasks: opt-in failure notifications.
+
+    The failed jobs with their reasons and console links go to the SNS topic and/or Slack
+    connection the params name (``notify_*`` of :func:`training_params`); nothing is sent
+    while both are empty.
+    """
+    from airflow_sm_provider.notifications.notifier import SageMakerJobsNotifier
+
+    return {
+        "on_failure_callback": SageMakerJobsNotifier(
+            sns_topic_arn="{{ params.notify_sns_topic_arn }}",
+            slack_webhook_conn_id="{{ params.notify_slack_conn_id }}",
+            **AWS,
+        )
     }

@@ -1,10 +1,19 @@
 """Checks a job config before any AWS call, so a bad config creates nothing.
 
-The rules are written by hand from SageMaker's documentation, on purpose not generated from
-botocore's service model: the local engine validates requests against that model, so the two
-sides check each other instead of sharing one mistake. Every problem names its field in the
-config (``config.InputDataConfig[0].DataSource.S3DataSource.S3Uri``) and the rule it breaks;
-all problems are reported at once. Pure: no AWS, no Airflow.
+Two layers. The rules SageMaker enforces beyond the API's shapes (spot and MaxWait, role ARNs,
+S3 URIs, metric regexes with a capture group, processing paths under ``/opt/ml/processing``,
+reserved tag prefixes, the identity suffix's room in the job name) are written by hand from
+SageMaker's documentation. The shapes themselves (unknown fields at any depth, types, required
+members, enum values, length and value bounds, ``MetricDefinitions`` at most 40) come from
+botocore's SageMaker service model (``validation_model.model_problems``), so a new enum value or field
+needs no edit here. The model is loaded on first use, at task execution, never at DAG parse
+(megabytes of JSON, ~0.5 s). An instance type the installed botocore does not know is a
+warning, not an error: MWAA pins an older botocore than the newest instance types, and
+SageMaker, not the client, decides.
+
+Every problem names its field in the config
+(``config.InputDataConfig[0].DataSource.S3DataSource.S3Uri``) and the rule it breaks; all
+problems are reported at once. Pure: no Airflow; botocore's model loads inside a function.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any
 from airflow_sm_provider.errors import ConfigValidationError
 from airflow_sm_provider.job_kinds import KINDS, JobKind
 from airflow_sm_provider.naming import NAME_PATTERN, TAG_PREFIX, JobIdentity, identity_tags
+from airflow_sm_provider.validation_model import model_problems
 
 # SageMaker's own limits: training jobs may run 28 days, processing jobs 9 days (777,600 s).
 MAX_RUNTIME_SECONDS = {JobKind.TRAINING: 28 * 24 * 3600, JobKind.PROCESSING: 777_600}
@@ -59,6 +69,10 @@ _BUCKET = re.compile(r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 _INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 _ENVIRONMENT_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: Where a processing job's inputs and outputs must live in its container.
+PROCESSING_ROOT = "/opt/ml/processing/"
+#: Tag keys AWS keeps for itself (any case).
+AWS_TAG_PREFIX = "aws:"
 
 
 @dataclass(frozen=True)
@@ -103,11 +117,16 @@ def _coerce(node: Any, path: tuple[str, ...]) -> None:
         node[path[0]] = int(node[path[0]])
 
 
-def validate_config(kind: JobKind | str, config: Any, *, name_max_length: int = 63) -> None:
-    """Raise ``ConfigValidationError`` listing every rule ``config`` breaks.
+def validate_config(
+    kind: JobKind | str, config: Any, *, name_max_length: int = 63, api_model: bool = True
+) -> list[str]:
+    """Raise ``ConfigValidationError`` listing every rule ``config`` breaks; return warnings.
 
     ``name_max_length`` is what is left of SageMaker's 63 characters once the job's identity
-    suffix is appended to the user's name.
+    suffix is appended to the user's name. ``api_model`` adds the checks of botocore's service
+    model (``validation_model.model_problems``), loading it on first use; a problem the hand-written rules
+    already reported for a field (or a field above it) is not repeated. The warnings name
+    values the installed botocore does not know but SageMaker may (new instance types).
     """
     kind = _kind(kind)
     checker = _Checker()
@@ -130,8 +149,18 @@ def validate_config(kind: JobKind | str, config: Any, *, name_max_length: int = 
         _check_training(checker, config)
     else:
         _check_processing(checker, config)
+    warnings: list[str] = []
+    if api_model:
+        found, warnings = model_problems(kind, config)
+        reported = [field for field, _ in checker.problems]
+        checker.problems.extend(
+            (field, rule)
+            for field, rule in found
+            if not any(field == done or field.startswith((f"{done}.", f"{done}[")) for done in reported)
+        )
     if checker.problems:
         raise ConfigValidationError(kind, checker.problems)
+    return warnings
 
 
 def _check_training(checker: _Checker, config: Mapping[str, Any]) -> None:
@@ -141,6 +170,7 @@ def _check_training(checker: _Checker, config: Mapping[str, Any]) -> None:
         checker.require(algorithm, "TrainingInputMode", "config.AlgorithmSpecification")
         if not algorithm.get("TrainingImage") and not algorithm.get("AlgorithmName"):
             checker.fail("config.AlgorithmSpecification", "needs TrainingImage or AlgorithmName")
+        checker.metric_definitions(algorithm, "config.AlgorithmSpecification")
     checker.string_map(config, "HyperParameters", MAX_HYPERPARAMETERS, *HYPERPARAMETER_LENGTHS)
     output = checker.mapping(config, "OutputDataConfig", "config", required=True)
     if output is not None:
@@ -175,6 +205,13 @@ def _check_training(checker: _Checker, config: Mapping[str, Any]) -> None:
                 checker.fail(f"{where}.MaxWaitTimeInSeconds", "is required with EnableManagedSpotTraining")
             elif wait is not None and runtime is not None and wait < runtime:
                 checker.fail(f"{where}.MaxWaitTimeInSeconds", "must be >= MaxRuntimeInSeconds")
+        elif "MaxWaitTimeInSeconds" in stopping and isinstance(
+            config.get("EnableManagedSpotTraining", False), bool
+        ):
+            checker.fail(
+                f"{where}.MaxWaitTimeInSeconds",
+                "is only allowed with EnableManagedSpotTraining: true (SageMaker refuses it on demand)",
+            )
     seen: set[str] = set()
     for i, channel in enumerate(checker.items(config, "InputDataConfig", "config")):
         where = f"config.InputDataConfig[{i}]"
@@ -226,6 +263,7 @@ def _check_processing(checker: _Checker, config: Mapping[str, Any]) -> None:
                 checker.s3_uri(s3, "S3Uri", f"{where}.S3Input", required=True)
                 checker.require(s3, "S3DataType", f"{where}.S3Input")
                 checker.require(s3, "LocalPath", f"{where}.S3Input")
+                checker.processing_path(s3, f"{where}.S3Input")
         elif "DatasetDefinition" not in item:
             checker.fail(where, "needs S3Input or DatasetDefinition")
     output_config = checker.mapping(config, "ProcessingOutputConfig", "config")
@@ -239,6 +277,7 @@ def _check_processing(checker: _Checker, config: Mapping[str, Any]) -> None:
                 if s3 is not None:
                     checker.s3_uri(s3, "S3Uri", f"{where}.S3Output", required=True)
                     checker.require(s3, "S3UploadMode", f"{where}.S3Output")
+                    checker.processing_path(s3, f"{where}.S3Output")
             elif "FeatureStoreOutput" not in item:
                 checker.fail(where, "needs S3Output or FeatureStoreOutput")
 
@@ -451,9 +490,48 @@ class _Checker:
             for part in ("Key", "Value"):
                 if not isinstance(tag.get(part), str):
                     self.fail(f"config.Tags[{i}].{part}", "must be a string")
-            if isinstance(tag.get("Key"), str) and tag["Key"].startswith(TAG_PREFIX):
+            if isinstance(tag.get("Key"), str) and tag["Key"].lower().startswith(AWS_TAG_PREFIX):
+                self.fail(
+                    f"config.Tags[{i}].Key",
+                    f"must not start with {AWS_TAG_PREFIX!r}: AWS reserves the prefix, got {tag['Key']!r}",
+                )
+            elif isinstance(tag.get("Key"), str) and tag["Key"].startswith(TAG_PREFIX):
                 self.fail(
                     f"config.Tags[{i}].Key",
                     f"must not start with {TAG_PREFIX!r}: the prefix is reserved for the tags that "
                     f"tie a job to its task, got {tag['Key']!r}",
                 )
+
+    def metric_definitions(self, algorithm: Mapping[str, Any], where: str) -> None:
+        """Each ``Regex`` compiles and has the capture group its value is read from; the count and
+        the Name/Regex shapes are the model's. Compiled as the engine and the metric collector
+        match them (the ``regex`` package, whose default behaviour is ``re``'s)."""
+        import regex
+
+        definitions = algorithm.get("MetricDefinitions")
+        for i, definition in enumerate(definitions if isinstance(definitions, list) else []):
+            pattern = definition.get("Regex") if isinstance(definition, Mapping) else None
+            if not isinstance(pattern, str) or not pattern:
+                continue  # the model reports the shape
+            field = f"{where}.MetricDefinitions[{i}].Regex"
+            try:
+                compiled = regex.compile(pattern)
+            except regex.error as error:
+                self.fail(field, f"is not a valid regular expression ({error})")
+                continue
+            if compiled.groups < 1:
+                self.fail(field, "needs a capture group: the first group is the metric's value")
+
+    def processing_path(self, node: Mapping[str, Any], where: str) -> None:
+        """``LocalPath``, when given: an absolute path starting /opt/ml/processing/, without ``..``."""
+        path = node.get("LocalPath")
+        if (
+            isinstance(path, str)
+            and path
+            and (not path.startswith(PROCESSING_ROOT) or ".." in path.split("/"))
+        ):
+            self.fail(
+                f"{where}.LocalPath",
+                f"must start with {PROCESSING_ROOT} (where SageMaker mounts inputs and outputs) and "
+                f"hold no '..', got {path!r}",
+            )

@@ -28,6 +28,10 @@ find_best -> stage_code -> plan_challenger -> train (tracked) -> wait (deferred)
    `airflow-sm:champion=true` with `airflow-sm:champion-date`; the loser's tag is flipped to
    `false`. Registering the model (Model Registry) is left to you.
 
+**Notifications** (opt-in, as in the training template): set `notify_sns_topic_arn` and/or
+`notify_slack_conn_id` and a failed challenger job, with its reason and console link, is sent
+there.
+
 **Schedule**: `@weekly` by default; set the environment variable `SAGEMAKER_RETRAIN_SCHEDULE`
 of the DAG files (a cron expression, a preset such as `@daily`, or `none` for manual runs
 only). Runs never catch up and run one at a time. The other settings are the Params below,
@@ -54,6 +58,7 @@ from airflow_sm_provider.template_jobs import (
     AWS,
     RETRIES,
     S3_PLACE,
+    failure_notifications,
     poll_seconds,
     run_uri,
     stage_code,
@@ -64,6 +69,8 @@ from airflow_sm_provider.template_jobs import (
 DAG_ID = "sagemaker_scheduled_retrain"
 SCRIPTS_DIR = Path(__file__).parent / "sagemaker_scripts"
 CHALLENGER = "challenger"
+# Opt-in failure notifications of the job and wait tasks (Params notify_*).
+NOTIFY = failure_notifications()
 # The report and the decision run whether the challenger's job completed or failed, but not
 # when find_best found nothing to retrain (then nothing upstream succeeded, and its failure is
 # the run's only one). Airflow 2.11 lacks that rule: there they run and fail too.
@@ -198,8 +205,11 @@ with DAG(
         wait_for_completion=False,
         **AWS,
         **RETRIES,
+        **NOTIFY,
     )
-    wait = JobSensor(task_id="wait", jobs=train.output, poke_interval=poll_seconds(), **AWS, **RETRIES)
+    wait = JobSensor(
+        task_id="wait", jobs=train.output, poke_interval=poll_seconds(), **AWS, **RETRIES, **NOTIFY
+    )
     report = ComparisonReportOperator(
         task_id="report",
         jobs=[found["baseline_job"], train.output],

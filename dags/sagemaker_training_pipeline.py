@@ -25,7 +25,9 @@ and `s3://{bucket}/{prefix}/plots/...`, the models at `s3://{bucket}/{prefix}/ru
 and the runs in the experiment (SageMaker Studio) named by `experiment`.
 
 **A failed job** is reported with its reason; the final `outcome` task then fails the DAG run,
-unless `allow_partial_failure` is on. Job names are the readable names below plus a hash of the
+unless `allow_partial_failure` is on. **Notifications** (opt-in): set `notify_sns_topic_arn`
+and/or `notify_slack_conn_id` and every failed job, with its reason and console link, is sent
+there when a job or wait task fails. Job names are the readable names below plus a hash of the
 task's identity, so a retried task re-attaches to its job instead of starting a second one.
 
 **Against the local engine** (`airflow-sm local up`, then point the `aws_default` connection's
@@ -53,6 +55,7 @@ from airflow_sm_provider.template_jobs import (
     DEFAULT_IMAGE,
     RETRIES,
     S3_PLACE,
+    failure_notifications,
     poll_seconds,
     resources,
     run_uri,
@@ -67,6 +70,8 @@ MAX_CANDIDATES = 50
 PROCESSING_MAX_RUNTIME_SECONDS = 777_600  # SageMaker's limit for processing jobs (9 days)
 # How often the learning curves are redrawn while jobs train.
 REPLOT_EVERY = timedelta(seconds=float(os.environ.get("SAGEMAKER_PIPELINE_REPLOT_SECONDS", "300")))
+# Opt-in failure notifications of the job and wait tasks (Params notify_*).
+NOTIFY = failure_notifications()
 
 
 def candidates(grid: dict[str, list]) -> list[dict[str, str]]:
@@ -210,16 +215,31 @@ with DAG(
 
     code = stage()
     preprocess = ProcessingJobOperator(
-        task_id="preprocess", config=plan_processing(code), wait_for_completion=False, **AWS, **RETRIES
+        task_id="preprocess",
+        config=plan_processing(code),
+        wait_for_completion=False,
+        **AWS,
+        **RETRIES,
+        **NOTIFY,
     )
     wait_preprocess = JobSensor(
-        task_id="wait_preprocess", jobs=preprocess.output, poke_interval=poll_seconds(), **AWS, **RETRIES
+        task_id="wait_preprocess",
+        jobs=preprocess.output,
+        poke_interval=poll_seconds(),
+        **AWS,
+        **RETRIES,
+        **NOTIFY,
     )
     train = TrainingJobOperator.partial(
-        task_id="train", experiment="{{ params.experiment }}", wait_for_completion=False, **AWS, **RETRIES
+        task_id="train",
+        experiment="{{ params.experiment }}",
+        wait_for_completion=False,
+        **AWS,
+        **RETRIES,
+        **NOTIFY,
     ).expand(config=plan_training(code))
     wait_training = JobSensor(
-        task_id="wait_training", jobs=train.output, poke_interval=poll_seconds(), **AWS, **RETRIES
+        task_id="wait_training", jobs=train.output, poke_interval=poll_seconds(), **AWS, **RETRIES, **NOTIFY
     )
     learning_curves = MetricPlotOperator(
         task_id="learning_curves",

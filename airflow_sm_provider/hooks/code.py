@@ -10,15 +10,36 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 from pathlib import Path
 
 
+def _source_files(directory: Path) -> list[Path]:
+    """The regular files under ``directory``, sorted; ``ValueError`` naming the first link.
+
+    Symbolic links are refused, not followed: one could carry a file from outside the
+    directory (a credentials file, say) into S3 and every job's container.
+    """
+    files = []
+    for root, dirs, names in os.walk(directory):
+        for name in sorted(dirs) + sorted(names):
+            path = Path(root, name)
+            if path.is_symlink():
+                raise ValueError(
+                    f"source_dir {directory}: {path.relative_to(directory)} is a symbolic link "
+                    f"(to {os.readlink(path)}); only regular files are staged"
+                )
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        files.extend(Path(root, name) for name in names if Path(root, name).is_file())
+    return sorted(files)
+
+
 def _sourcedir_archive(directory: Path) -> bytes:
-    """A reproducible tar.gz of a directory's files (sorted, no owners, fixed mtimes)."""
+    """A reproducible tar.gz of a directory's regular files (sorted, no owners, fixed mtimes)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
-        for path in sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        for path in _source_files(directory):
             info = tarfile.TarInfo(path.relative_to(directory).as_posix())
             data = path.read_bytes()
             info.size, info.mode, info.mtime = len(data), 0o644, 0
@@ -49,5 +70,6 @@ class CodeStager:
         return self._put(path.read_bytes(), path.name)
 
     def source_dir(self, directory: Path) -> str:
-        """A directory as ``sourcedir.tar.gz``, for ``sagemaker_submit_directory``."""
+        """A directory as ``sourcedir.tar.gz``, for ``sagemaker_submit_directory``; a symbolic link
+        in it is a ``ValueError`` (see ``_source_files``), raised before anything is uploaded."""
         return self._put(_sourcedir_archive(directory), "sourcedir.tar.gz")

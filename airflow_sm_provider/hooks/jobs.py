@@ -184,13 +184,7 @@ class SageMakerJobsHook(AwsBaseHook):
                     raise
                 return StartedJob(name, arn, "created")
             arn = describe[spec.arn_key]
-            tags = self.job_tags(arn)
-            if tags.get(IDENTITY_TAG) != identity.digest():
-                raise JobOwnershipError(
-                    f"SageMaker {kind.value} job {name} exists but was not started by this task "
-                    f"({identity.dag_id}.{identity.task_id}, run {identity.run_id}, map index "
-                    f"{identity.map_index}, namespace {identity.namespace}); refusing to adopt it"
-                )
+            tags = self._own_tags(kind, name, arn, identity)
             status, secondary = describe.get(spec.status_key), describe.get("SecondaryStatus")
             same_config = tags.get(CONFIG_HASH_TAG) == fingerprint
             if can_attach(kind, status, secondary):
@@ -208,6 +202,36 @@ class SageMakerJobsHook(AwsBaseHook):
             )
             attempt += 1
         raise JobNamesExhaustedError(f"gave up after {MAX_NAME_ATTEMPTS} job names for {identity.key()}")
+
+    def latest_job(self, kind: JobKind, prefix: str, identity: JobIdentity) -> dict[str, Any] | None:
+        """The describe of the last job this task instance started, or None if it started none.
+
+        Walks the same deterministic names as :meth:`start_job` (one per try that ended without
+        success) and creates nothing: how a task that lost track of its job (resumed without its
+        trigger's event) finds it again. A job under our name without our identity tag raises
+        ``JobOwnershipError``.
+        """
+        kind = JobKind(kind)
+        found = None
+        for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+            name = job_name(prefix, identity, "" if attempt == 1 else str(attempt))
+            describe = self.find_job(kind, name)
+            if describe is None:
+                break
+            self._own_tags(kind, name, describe[KINDS[kind].arn_key], identity)
+            found = describe
+        return found
+
+    def _own_tags(self, kind: JobKind, name: str, arn: str, identity: JobIdentity) -> dict[str, str]:
+        """The job's tags, after checking it carries this task's identity (else ``JobOwnershipError``)."""
+        tags = self.job_tags(arn)
+        if tags.get(IDENTITY_TAG) != identity.digest():
+            raise JobOwnershipError(
+                f"SageMaker {kind.value} job {name} exists but was not started by this task "
+                f"({identity.dag_id}.{identity.task_id}, run {identity.run_id}, map index "
+                f"{identity.map_index}, namespace {identity.namespace}); refusing to adopt it"
+            )
+        return tags
 
     def _create(
         self, kind: JobKind, config: Mapping[str, Any], name: str, identity: JobIdentity, fingerprint: str

@@ -23,7 +23,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=4566, help="port to listen on (default: 4566; 0 = any free)"
     )
     parser.add_argument(
-        "--data-dir", type=Path, help="keep job records and job directories here (default: temporary)"
+        "--data-dir",
+        type=Path,
+        help="keep job records, job directories, S3 objects, logs and metrics here, across restarts "
+        "(default: temporary)",
     )
     parser.add_argument("--max-concurrent-jobs", type=int, help="jobs that run at once (default: CPU count)")
     parser.add_argument(
@@ -33,6 +36,15 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="also serve requests whose Host header is NAME (repeatable; e.g. a Docker service name). "
         "Loopback addresses, localhost and the bound address are always served",
+    )
+    parser.add_argument(
+        "--runtime",
+        action="append",
+        default=[],
+        metavar="IMAGE_GLOB=PYTHON",
+        help="run jobs whose image matches IMAGE_GLOB (fnmatch, first match wins) with the interpreter "
+        "PYTHON, e.g. '*sagemaker-scikit-learn:1.2-1*=/opt/py39/bin/python' (repeatable). Other images "
+        "run with the engine's own Python; a job's log says when that is not the image's Python",
     )
     parser.add_argument(
         "--credentials-file",
@@ -51,6 +63,13 @@ def run_engine(args: argparse.Namespace) -> int:
 
     # To stderr: among the rest, the engine's warning when --host is not a loopback address.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from airflow_sm_provider.local.runtimes import describe_runtimes, parse_runtime_options
+
+    try:
+        runtimes = parse_runtime_options(args.runtime)
+    except ValueError as err:
+        print(f"cannot start the engine: {err}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     engine = LocalEngine(
@@ -60,6 +79,7 @@ def run_engine(args: argparse.Namespace) -> int:
         max_concurrent_jobs=args.max_concurrent_jobs,
         credentials_file=args.credentials_file,
         allowed_hosts=args.allowed_host,
+        runtimes=runtimes,
     )
     try:
         engine.start()
@@ -74,6 +94,9 @@ def run_engine(args: argparse.Namespace) -> int:
         print("Point AWS clients at it with:")
         for key, value in engine.environ().items():
             print(f"  export {key}={value}")
+        print("Jobs run their image with (--runtime IMAGE_GLOB=PYTHON to change):")
+        for line in describe_runtimes(runtimes):
+            print(f"  {line}")
         sys.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

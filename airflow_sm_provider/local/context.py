@@ -8,11 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow_sm_provider.local.credentials import EngineCredentials, generate
+from airflow_sm_provider.local.sdk_defaults import sdk_config
 from airflow_sm_provider.local.store import Store
-
-#: The sagemaker SDK's user config (``SAGEMAKER_USER_CONFIG_OVERRIDE``) that opts out of its
-#: telemetry, so neither clients of the engine nor its jobs try to reach AWS.
-SDK_CONFIG = "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
 
 
 @dataclass
@@ -33,11 +30,11 @@ class EngineContext:
         return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource_type}/{name.lower()}"
 
     def sdk_config_path(self) -> Path:
-        """The SDK config file of :data:`SDK_CONFIG` in the data dir, written on first use."""
+        """The SDK's user config in the data dir (:mod:`sdk_defaults`), written on first use and then kept."""
         path = self.data_dir / "sagemaker-sdk-config.yaml"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(SDK_CONFIG)
+            path.write_text(sdk_config(self.region, self.account_id))
         return path
 
     @staticmethod

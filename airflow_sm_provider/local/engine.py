@@ -41,12 +41,13 @@ class LocalEngine:
 
     ``data_dir`` keeps the records of jobs, experiments, trials and trial components (SQLite)
     and the job directories; without it a temporary directory is used and removed on stop.
-    ``port=0`` picks a free port. Only those records survive a restart: S3 objects, CloudWatch Logs
-    events and CloudWatch metrics are moto's, in this process's memory, so they are gone after a
-    restart even with ``data_dir`` (a job's ModelArtifacts then names an object that no longer
-    exists), and engines started in one process share them. A job running when the engine
-    stopped or died is Failed on the next start, and processes a dead engine left running are
-    ended then.
+    ``port=0`` picks a free port. With a ``data_dir``, what the embedded moto accepts (S3 buckets
+    and objects, CloudWatch Logs groups, streams and events, CloudWatch metrics) is written
+    through to it as well and restored at start (:mod:`~airflow_sm_provider.local.persistence`),
+    so a job's ModelArtifacts, logs and curves outlive a restart, a crash included; without one,
+    they live in this process's memory only. Engines started in one process share moto's state.
+    A job running when the engine stopped or died is Failed on the next start, and processes a
+    dead engine left running are ended then.
 
     Every request must be signed (SigV4) with the engine's key, :attr:`credentials`: the
     environment's ``SAGEMAKER_LOCAL_ACCESS_KEY_ID`` / ``SAGEMAKER_LOCAL_SECRET_ACCESS_KEY``,
@@ -84,6 +85,7 @@ class LocalEngine:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._temp_dir: str | None = None
+        self._mirror: Any = None
         self.jobs: Any = None
         self.experiments: Any = None
         self.ctx: EngineContext | None = None
@@ -133,8 +135,10 @@ class LocalEngine:
         from airflow_sm_provider.local import model
         from airflow_sm_provider.local.experiments import ExperimentsBackend
         from airflow_sm_provider.local.gate import Gate, HostRule
+        from airflow_sm_provider.local.iam import IamRoles
         from airflow_sm_provider.local.jobs import JobsBackend
         from airflow_sm_provider.local.metrics import MetricsBackend
+        from airflow_sm_provider.local.protocol_errors import AwsErrors
         from airflow_sm_provider.local.server import EngineApp
 
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -165,6 +169,13 @@ class LocalEngine:
                 fd=sock.fileno(),  # werkzeug duplicates it
             )
         store = Store(data_dir / "engine.sqlite3")
+        aws_app: Any = DomainDispatcherApplication(create_backend_app)
+        if self._data_dir is not None:  # a temporary data dir is removed on stop: nothing to keep
+            from airflow_sm_provider.local.persistence import AwsMirror
+
+            self._mirror = AwsMirror(data_dir)
+            self._mirror.restore()
+            aws_app = self._mirror.wrap(aws_app)
         self.ctx = EngineContext(
             store=store,
             data_dir=data_dir,
@@ -187,7 +198,8 @@ class LocalEngine:
             sagemaker_ops={**self.experiments.operations(), **self.jobs.operations()},
             metrics_ops=MetricsBackend(self.ctx).operations(),
             credentials=keys.hand_out,
-            aws_app=DomainDispatcherApplication(create_backend_app),
+            # moto answers the other services; what it cannot do comes back as an AWS error
+            aws_app=AwsErrors(IamRoles(aws_app, self.ctx.account_id)),
             interrupt=self.jobs.interrupt,
         )
         holder["app"] = Gate(router, keys.key, HostRule(self.host, self._allowed_hosts))
@@ -212,7 +224,9 @@ class LocalEngine:
                 self._server.server_close()
             if self.ctx is not None:
                 self.ctx.store.close()
-            self._server = self._thread = self.jobs = self.experiments = self.ctx = None
+            if self._mirror is not None:
+                self._mirror.close()
+            self._server = self._thread = self._mirror = self.jobs = self.experiments = self.ctx = None
             if self._temp_dir is not None:
                 shutil.rmtree(self._temp_dir, ignore_errors=True)
                 self._temp_dir = None

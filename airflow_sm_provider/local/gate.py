@@ -29,19 +29,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-import json
 import socket
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
-from xml.sax.saxutils import escape
 
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import get_input_stream
 
 from airflow_sm_provider.local import auth
+from airflow_sm_provider.local.protocol_errors import SERVICE_KEY, error_response
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -50,7 +47,6 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 #: documented members (a few hundred KB of hyperparameters, tags, definitions) fit many times;
 #: CloudWatch Logs' own PutLogEvents limit is 1 MB.
 MAX_BODY_BYTES = 5 * 1024 * 1024
-SERVICE_KEY = "sagemaker_local.service"
 UNSIGNED_PATHS = ("/_engine/health",)
 CREDENTIALS_PREFIX = "/_engine/credentials/"
 _SPOOL_BYTES = 8 * 1024 * 1024  # S3 bodies whose hash is checked stay in memory up to this size
@@ -82,7 +78,7 @@ _ERRORS: dict[str, dict[str, tuple[str, int]]] = {
         "too-large": ("RequestEntityTooLarge", 413),
         "timeout": ("RequestTimeout", 400),
     },
-    "s3": {
+    "rest-xml": {
         "missing": ("AccessDenied", 403),
         "unknown-key": ("InvalidAccessKeyId", 403),
         "mismatch": ("SignatureDoesNotMatch", 403),
@@ -271,7 +267,7 @@ def _protocol(environ: dict[str, Any], service: str | None) -> str:
         or environ.get("PATH_INFO", "").startswith("/_engine/")
     ):
         return "json"
-    return "query" if service in _QUERY_SERVICES else "s3"
+    return "query" if service in _QUERY_SERVICES else "rest-xml"
 
 
 def _refuse(environ: dict[str, Any], start_response: StartResponse, reason: str, message: str) -> list[bytes]:
@@ -279,20 +275,4 @@ def _refuse(environ: dict[str, Any], start_response: StartResponse, reason: str,
     since the body may not have been read."""
     protocol = _protocol(environ, environ.get(SERVICE_KEY))
     code, status = _ERRORS[protocol][reason]
-    request_id = str(uuid.uuid4())
-    if protocol == "json":
-        payload = json.dumps({"__type": code, "Message": message}).encode()
-        headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
-        headers.append(("x-amzn-RequestId", request_id))
-    else:
-        error = f"<Code>{code}</Code><Message>{escape(message)}</Message>"
-        if protocol == "query":
-            error = f"<Error><Type>Sender</Type>{error}</Error><RequestId>{request_id}</RequestId>"
-            text = f"<ErrorResponse>{error}</ErrorResponse>"
-        else:
-            text = f"<Error>{error}<RequestId>{request_id}</RequestId></Error>"
-        payload = f'<?xml version="1.0" encoding="UTF-8"?>\n{text}'.encode()
-        headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)]
-    headers += [("Content-Length", str(len(payload))), ("Connection", "close")]
-    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-    return [payload]
+    return error_response(start_response, protocol, code, status, message, close=True)

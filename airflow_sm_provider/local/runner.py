@@ -32,6 +32,7 @@ from airflow_sm_provider.local.container import (
     base_environment,
     decode_hyperparameter,
     init_prefix,
+    is_container_path,
     namespace_prefix,
     python_command,
     to_cmd_args,
@@ -43,7 +44,7 @@ from airflow_sm_provider.local.control import Control, EndReason, RunResult, Run
 from airflow_sm_provider.local.errors import JobFailure
 from airflow_sm_provider.local.lifecycle import Event
 from airflow_sm_provider.local.process import ProcessEnd, ProcessGroup, run_process
-from airflow_sm_provider.local.runtimes import Runtime
+from airflow_sm_provider.local.runtimes import Runtime, python_notes
 from airflow_sm_provider.local.transfer import (
     download_s3,
     extract_archive,
@@ -156,6 +157,17 @@ class JobRun:
             note = "[local engine] not uploaded, a symbolic link or not a regular file: "
             self._log.write([(time.time(), note + path) for path in new])
 
+    def _note_python(self, image: str, command: list[str], cwd: Path) -> None:
+        """Say in the job's log when the interpreter is not the image's Python, and what the entry
+        point (the command's first ``.py``) uses that the image's Python lacks."""
+        script = next((arg for arg in command[1:] if arg.endswith(".py")), None)
+        path = None
+        if script is not None:
+            path = self.paths.host(script) if is_container_path(script) else cwd / script
+        notes = python_notes(image, self.runtime, path)
+        if notes and self._log is not None:
+            self._log.write([(time.time(), note) for note in notes])
+
     def _command_prefix(self) -> list[str]:
         """The job's own namespaces where the OS allows, then its first process (:mod:`jobinit`)."""
         namespaces = namespace_prefix(str(self.paths.root)) if self.paths.in_namespace else []
@@ -212,6 +224,9 @@ class TrainingRun(JobRun):
             if checkpoint and checkpoint_dir is not None:
                 self._upload_dir(s3, checkpoint_dir, checkpoint["S3Uri"], seen)
 
+        self._note_python(
+            (req.get("AlgorithmSpecification") or {}).get("TrainingImage", ""), command, code_dir
+        )
         self.report(Event.TRAIN)
         end = self._run_process(command, env, code_dir, sink, metrics=metrics, tick=sync_checkpoints)
         sync_checkpoints()
@@ -334,7 +349,9 @@ class ProcessingRun(JobRun):
                     out = item["S3Output"]
                     self._upload_dir(s3, p.host(out["LocalPath"]), out["S3Uri"], seen[item["OutputName"]])
 
-        end = self._run_process(command, env, p.root, self._sink(name), metrics=None, tick=sync_continuous)
+        sink = self._sink(name)
+        self._note_python(app.get("ImageUri", ""), command, p.root)
+        end = self._run_process(command, env, p.root, sink, metrics=None, tick=sync_continuous)
         message = _read_small(p.host(f"{CONTAINER_ROOT}/output/message"))
         if end.reason is not None:
             return RunResult(end.reason, exit_message=message)

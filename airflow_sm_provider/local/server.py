@@ -18,10 +18,14 @@ environ. Each request is then routed once, by what identifies a service on the w
 * anything else -> the embedded moto (S3, CloudWatch Logs, CloudWatch, STS, IAM, ...), which
   picks the service from the SigV4 credential scope. moto runs in this process as a WSGI
   application, so the whole engine is one port and one process; its state is per process.
+  The engine hands it in wrapped: :mod:`iam` answers the SDK's role checks, and
+  :mod:`protocol_errors` turns what moto cannot do into the AWS error of the request's protocol.
 
 Every handler request is validated against botocore's model first (:mod:`model`); any
 :class:`AwsError` becomes the error body AWS sends, in this module only:
 ``{"__type": code, "Message": msg}``, the service's status, and ``x-amzn-ErrorType``.
+SageMaker calls pass through the opt-in fault injector (:mod:`faults`, off unless
+``SAGEMAKER_LOCAL_FAULTS`` is set) before and after their handler.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from werkzeug.wsgi import get_input_stream
 
 from airflow_sm_provider.local import model
 from airflow_sm_provider.local.errors import AwsError, SerializationException, UnknownOperation
+from airflow_sm_provider.local.faults import DroppedConnection, FaultInjector
 from airflow_sm_provider.local.gate import CREDENTIALS_PREFIX, SERVICE_KEY
 from airflow_sm_provider.local.responses import Handler
 
@@ -88,7 +93,8 @@ class EngineApp:
     """The WSGI application: routes as the module docstring says.
 
     ``credentials(job, token)`` returns a job's container credentials or None (-> 403);
-    ``interrupt(job)``, if given, simulates a spot interruption of a running job.
+    ``interrupt(job)``, if given, simulates a spot interruption of a running job. ``faults``
+    (default: what ``SAGEMAKER_LOCAL_FAULTS`` asks for, usually nothing) fails SageMaker calls.
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class EngineApp:
         credentials: Callable[[str, str], dict[str, str] | None],
         aws_app: WsgiApp,
         interrupt: Callable[[str], object] | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
         self._sagemaker_ops = sagemaker_ops
         self._metrics_ops = metrics_ops
@@ -105,6 +112,7 @@ class EngineApp:
         self._interrupt = interrupt
         self._aws_app = aws_app
         self._metrics_routes = metrics_routes()
+        self.faults = faults if faults is not None else FaultInjector.from_environ()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
@@ -122,7 +130,7 @@ class EngineApp:
             operation = self._metrics_routes.get((method, path), "")
             if operation:
                 return self._call("sagemaker-metrics", operation, self._metrics_ops, environ, start_response)
-            error = UnknownOperation(f"The local engine serves no {method} {path} for service sagemaker")
+            error = UnknownOperation(f"The local engine does not support sagemaker: {method} {path}")
             return _respond(start_response, error.status, error.to_body(), _JSON, error_code=error.code)
         return self._aws_app(environ, start_response)
 
@@ -151,13 +159,20 @@ class EngineApp:
         start_response: StartResponse,
         content_type: str = _JSON,
     ) -> Iterable[bytes]:
+        faults = self.faults if service == "sagemaker" else None
+
         def run() -> dict[str, Any]:
+            if faults is not None:
+                faults.before(operation, environ)
             params = _read_json(environ)
             model.validate(service, operation, params)
             handler = handlers.get(operation)
             if handler is None:
-                raise UnknownOperation(f"The local engine does not implement {operation}")
-            return handler(params)
+                raise UnknownOperation(f"The local engine does not support {service}:{operation}")
+            result = handler(params)
+            if faults is not None:
+                faults.after(operation, environ)
+            return result
 
         return self._guarded(f"{service}.{operation}", run, start_response, content_type)
 
@@ -169,6 +184,8 @@ class EngineApp:
             body = run()
         except AwsError as err:
             return _respond(start_response, err.status, err.to_body(), content_type, error_code=err.code)
+        except DroppedConnection:  # an injected fault: the server answers nothing
+            raise
         except Exception:  # a bug of ours: answer like AWS's InternalFailure, keep the trace here
             log.exception("%s failed", what)
             body = {"__type": "InternalFailure", "Message": f"The local engine failed on {what}"}

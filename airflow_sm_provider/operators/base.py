@@ -5,7 +5,9 @@ idempotently (a retry attaches to the job its first try started), then either re
 defers to ``JobStatusTrigger`` (which stops the job if the deferred task is killed, on Airflow
 3.3+), or polls the batched status call with backoff while tailing the job's CloudWatch Logs
 into the task log. ``execute_complete`` validates the trigger's event and raises unless it
-reports success. ``on_kill`` stops a job the task is waiting on. The XCom is always the small
+reports success. ``on_kill`` stops a job the task is waiting on. A job that ended without
+success fails the task with ``notifications.failures.JobsFailedException`` (an
+``AirflowException`` whose ``failed_jobs`` an ``on_failure_callback`` reads). The XCom is always the small
 ``job_summary`` dict, never the describe response.
 
 A failed task never leaves its job running: when the wait itself fails (the trigger could not
@@ -44,8 +46,8 @@ from airflow_sm_provider._compat import (
     default_deferrable,
 )
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
-from airflow_sm_provider.errors import ConfigValidationError, is_transient
-from airflow_sm_provider.events import read_event
+from airflow_sm_provider.errors import ConfigValidationError, is_invalid_request, is_transient
+from airflow_sm_provider.events import JOBS_FAILED, JobsEvent, read_event
 from airflow_sm_provider.job_kinds import (
     KINDS,
     JobKind,
@@ -54,9 +56,11 @@ from airflow_sm_provider.job_kinds import (
     failure_lines,
     job_summary,
     may_run,
+    outcome,
 )
 from airflow_sm_provider.links import TrackedRunLink
 from airflow_sm_provider.naming import MAX_PREFIX_LENGTH, JobIdentity
+from airflow_sm_provider.notifications.failures import jobs_failed
 from airflow_sm_provider.status_poll import poll_delay
 from airflow_sm_provider.validation import coerce_integers, s3_inputs, validate_config
 
@@ -175,7 +179,15 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         identity = self.identity(context)
         if tracking is not None:
             config = self._start_run(context, tracking, identity, config)
-        started = self.hook.start_job(self.job_kind, config, identity, force_new=self.force_new)
+        try:
+            started = self.hook.start_job(self.job_kind, config, identity, force_new=self.force_new)
+        except Exception as error:
+            if is_invalid_request(error):  # the same request again gets the same refusal
+                raise AirflowFailException(
+                    f"SageMaker refused the {self.job_kind.value} job's config (not retried: the "
+                    f"same config would be refused again): {error}"
+                ) from error
+            raise
         self.job_name = started.name
         self.log.info(
             "SageMaker %s job %s: %s (%s)", self.job_kind.value, started.name, started.action, started.arn
@@ -239,7 +251,8 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         if not isinstance(self.config, dict):
             validate_config(self.job_kind, self.config)  # reports the type with its field
         config = coerce_integers(self.job_kind, self.config)
-        validate_config(self.job_kind, config, name_max_length=MAX_PREFIX_LENGTH)
+        for warning in validate_config(self.job_kind, config, name_max_length=MAX_PREFIX_LENGTH):
+            self.log.warning("%s", warning)
         return config
 
     def check_inputs(self, config: dict[str, Any]) -> None:
@@ -276,12 +289,48 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
             stop_on_kill=True,
         )
 
+    def _resume_without_event(self, context: Context) -> JobSummary:
+        """Find the task's job again through its identity: wait on it anew if it still runs, else
+        complete as its event would have.
+
+        A task resumed with no event (its trigger was lost: a crash of the worker or triggerer
+        while deferred) knows neither the job's name nor its outcome; the job's deterministic
+        name and identity tag give both, and nothing is created.
+        """
+        config = self.prepare_config()
+        prefix = str(config.get(KINDS[self.job_kind].name_key) or self.job_kind.value)
+        describe = self.hook.latest_job(self.job_kind, prefix, self.identity(context))
+        if describe is None:
+            raise AirflowException(
+                f"Resumed without a trigger event, and this task has no SageMaker {self.job_kind.value} "
+                "job: nothing to attach to or stop"
+            )
+        summary = job_summary(self.job_kind, describe)
+        self.job_name = summary["name"]
+        if may_run(summary, self.job_kind):
+            self.log.warning("Resumed without a trigger event: waiting on job %s again", self.job_name)
+            self.defer(trigger=self._trigger(self.job_name), method_name="execute_complete")
+        self.log.warning(
+            "Resumed without a trigger event: job %s has ended (%s)", self.job_name, summary["status"]
+        )
+        status = summary["status"]
+        if (
+            outcome(self.job_kind, status, summary["secondary_status"], stopped_ok=self.stopped_ok)
+            == Outcome.SUCCEEDED
+        ):
+            event = JobsEvent("success", [summary])
+        else:
+            event = JobsEvent("error", [summary], reason=JOBS_FAILED)
+        return self.execute_complete(context, event.to_payload())
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> JobSummary:
         """Resume after the trigger fired: raise unless it reports success.
 
         An error event about the wait itself (the trigger could not poll, or reports a job that
         has not ended) stops the job before the task fails.
         """
+        if event is None:  # resumed without the trigger's event (lost while deferred)
+            return self._resume_without_event(context)
         parsed = read_event(event)
         if parsed.jobs:
             self.job_name = parsed.jobs[0].get("name") or self.job_name
@@ -304,7 +353,8 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         self._end_run(summary)
         if not parsed.succeeded:
             lines = failure_lines(parsed.jobs, stopped_ok=self.stopped_ok)
-            raise AirflowException(parsed.message or "\n".join(lines) or "SageMaker job did not succeed")
+            message = parsed.message or "\n".join(lines) or "SageMaker job did not succeed"
+            raise jobs_failed(parsed.jobs, stopped_ok=self.stopped_ok, message=message)
         return summary
 
     # ---------------------------------------------------------------- polling
@@ -360,7 +410,8 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
                 self.log.info("Billable seconds: %s", summary["billable_seconds"])
             return summary
         lines = failure_lines([summary], stopped_ok=self.stopped_ok)
-        raise AirflowException("\n".join(lines) or f"SageMaker job {summary.get('name')} did not succeed")
+        message = "\n".join(lines) or f"SageMaker job {summary.get('name')} did not succeed"
+        raise jobs_failed([summary], stopped_ok=self.stopped_ok, message=message)
 
     # ---------------------------------------------------------------- logs
 

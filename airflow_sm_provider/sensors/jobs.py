@@ -3,7 +3,9 @@
 Deferrable by default: one ``JobStatusTrigger`` waits on all the jobs with batched status calls.
 With ``deferrable=False`` it pokes the same batched call (``mode="reschedule"`` frees the worker
 slot between pokes, for deployments without a triggerer). It succeeds once every job has ended
-and all succeeded; otherwise it fails listing every job that did not, with its reason.
+and all succeeded; otherwise it fails listing every job that did not, with its reason, by
+raising ``notifications.failures.JobsFailedException``, whose ``failed_jobs`` an
+``on_failure_callback`` reads (e.g. ``SageMakerJobsNotifier``).
 
 Tracked runs: when the jobs come as the training operator's summaries with a ``run`` (the
 operator returned at once, ``wait_for_completion=False``), the sensor is who sees them end, so
@@ -15,7 +17,7 @@ botocore) and the trigger (aiobotocore) are imported in the methods that run on 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,8 @@ from airflow_sm_provider._compat import AirflowException, BaseSensorOperator
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
 from airflow_sm_provider.errors import is_transient
 from airflow_sm_provider.events import read_event
-from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, failure_lines, may_run
+from airflow_sm_provider.job_kinds import JobKind, JobSummary, Outcome, job_leaves, may_run
+from airflow_sm_provider.notifications.failures import jobs_failed
 
 if TYPE_CHECKING:
     from airflow_sm_provider._compat import Context
@@ -36,17 +39,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = timedelta(days=60).total_seconds()
 
 
-def _leaves(jobs: Any) -> Iterator[Any]:
-    """Job summaries and names in ``jobs``, nested (lazy) sequences flattened."""
-    if isinstance(jobs, Mapping | str):
-        yield jobs
-    elif isinstance(jobs, Iterable):
-        for item in jobs:
-            yield from _leaves(item)
-    else:
-        raise ValueError(f"not a job name or job summary: {jobs!r}")
-
-
 def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[JobKind, str]]:
     """(kind, name) pairs from the operators' XCom summaries, names, or lists of them.
 
@@ -54,7 +46,7 @@ def job_refs(jobs: Any, job_kind: JobKind | str | None = None) -> list[tuple[Job
     names need ``job_kind``; a summary's own ``kind`` wins over it. Duplicates are dropped.
     """
     refs: list[tuple[JobKind, str]] = []
-    for item in _leaves(jobs):
+    for _, item in job_leaves(jobs):
         if isinstance(item, Mapping):
             kind, name = item.get("kind") or job_kind, item.get("name")
         else:
@@ -77,7 +69,7 @@ def tracked_runs(jobs: Any) -> dict[str, RunRef]:
 
     return {
         item["name"]: RunRef.from_xcom(item["run"])
-        for item in _leaves(jobs)
+        for _, item in job_leaves(jobs)
         if isinstance(item, Mapping) and isinstance(item.get("run"), Mapping) and item.get("name")
     }
 
@@ -198,8 +190,12 @@ class JobSensor(AwsArgsMixin, BaseSensorOperator):
         parsed = read_event(event)
         if not parsed.wait_failed:
             self._end_runs(parsed.jobs)
+        if not parsed.succeeded and (parsed.wait_failed or not parsed.jobs):
+            raise AirflowException(parsed.message or str(event))
         if not parsed.succeeded:
-            raise AirflowException(parsed.message or "\n".join(failure_lines(parsed.jobs)) or str(event))
+            raise jobs_failed(
+                parsed.jobs, stopped_ok=self.stopped_ok, message=parsed.message, retryable=False
+            )
         self._raise_on_failures("trigger reported success, but ", parsed.jobs)
         return parsed.jobs
 
@@ -219,9 +215,7 @@ class JobSensor(AwsArgsMixin, BaseSensorOperator):
         self.log.info("Logged the outcome of %d job(s) on their tracked runs", len(ended))
 
     def _raise_on_failures(self, lead: str, summaries: list[JobSummary]) -> None:
-        failures = failure_lines(summaries, stopped_ok=self.stopped_ok)
-        if failures:
-            raise AirflowException(
-                f"{lead}{len(failures)} of {len(summaries)} SageMaker job(s) did not succeed:\n"
-                + "\n".join(failures)
-            )
+        """Raise ``JobsFailedException`` (the failed jobs for ``on_failure_callback``) if any failed."""
+        error = jobs_failed(summaries, stopped_ok=self.stopped_ok, lead=lead, retryable=False)
+        if error.failed_jobs:
+            raise error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import pytest
@@ -165,3 +166,24 @@ def test_gather_without_jobs_takes_the_dag_runs_ended_tracked_runs():
         gather(Reader(), None, tracker=lambda backend: Tracker({}), step_regex=None, lookup=lookup)
     with pytest.raises(ValueError, match="jobs: required"):
         gather(Reader(), None, tracker=lambda backend: tracker, step_regex=None)
+
+
+class _LazyXComs(Sequence):
+    """Stands in for Airflow 3's lazy XCom sequence: each item read is a request, logged."""
+
+    def __init__(self, items: list) -> None:
+        self.items, self.requests = items, []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        self.requests.append(index)
+        return self.items[index]
+
+
+def test_a_mapped_output_is_read_in_one_slice_never_past_its_end():
+    """Iterating asked for item len(...) too, which Airflow logs as "XCom not found" each run."""
+    xcoms = _LazyXComs([{"name": "job-a"}, {"name": "job-b"}])
+    assert job_names(xcoms) == ["job-a", "job-b"]
+    assert xcoms.requests == [slice(None)]

@@ -161,10 +161,10 @@ def test_a_catastrophic_regex_blocks_neither_the_api_nor_a_stop(engine, s3_bucke
         time.sleep(0.5)
     # Before, no call was answered for minutes; 5 s leaves room for a machine under load.
     assert max(latency.samples) < 5, sorted(latency.samples)[-5:]
-    started = time.monotonic()
     engine.client("sagemaker").stop_training_job(TrainingJobName=name)
+    # The job sleeps 60 s: Stopped within the 30 s wait means the stop was not held up.
     job = _wait(engine, name, timeout=30)
-    assert job["TrainingJobStatus"] == "Stopped" and time.monotonic() - started < 10
+    assert job["TrainingJobStatus"] == "Stopped"
     notices = [line for line in _log_lines(engine, name) if "'stall'" in line]
     assert len(notices) == 1 and "time budget" in notices[0]
     assert [(m["MetricName"], m["Value"]) for m in job["FinalMetricDataList"]] == [("loss", 0.5)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 
 import pytest
 
@@ -208,12 +207,12 @@ def test_every_pattern_in_the_sagemaker_model_compiles():
     assert [p for p in patterns if model._compiled(p) is None] == []
 
 
-def test_validation_is_cheap():
+def test_repeated_validation_compiles_no_pattern_again():
+    """Compiling the model's patterns is the cost; a second request must reuse them all."""
     model.validate("sagemaker", "CreateTrainingJob", TRAINING)
-    start = time.perf_counter()
-    for _ in range(200):
-        model.validate("sagemaker", "CreateTrainingJob", TRAINING)
-    assert (time.perf_counter() - start) / 200 < 0.002
+    compiled = model._compiled.cache_info().misses
+    model.validate("sagemaker", "CreateTrainingJob", TRAINING)
+    assert model._compiled.cache_info().misses == compiled
 
 
 @pytest.mark.parametrize(

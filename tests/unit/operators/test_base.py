@@ -201,7 +201,7 @@ def test_execute_complete_raises_with_every_reason():
         op.execute_complete({}, event)
 
 
-@pytest.mark.parametrize("event", [None, {}, {"status": "weird"}, {"status": "success", "jobs": []}])
+@pytest.mark.parametrize("event", [{}, {"status": "weird"}, {"status": "success", "jobs": []}])
 def test_execute_complete_rejects_malformed_events(event):
     with pytest.raises(AirflowException):
         make(RecordingHook()).execute_complete({}, event)
