@@ -13,6 +13,7 @@ Layout (seed ``000``'s per-job path, plus per-DAG-run overlays and reports)::
     {prefix}/{job}/metrics/{metric}.png
     {prefix}/plots/{dag_id}/{run_id}/{metric}.png
     {prefix}/reports/{dag_id}/{run_id}/
+    {prefix}/champion/{experiment}.json       the experiment's champion (scheduled retrain)
 
 Pure: no AWS, no Airflow.
 """
@@ -90,6 +91,11 @@ def overlay_key(prefix: str, dag_id: str, run_id: str, metric: str) -> str:
 def report_prefix(prefix: str, dag_id: str, run_id: str) -> str:
     """``{prefix}/reports/{dag_id}/{run_id}/``: where a DAG run's report files go."""
     return _key(prefix, "reports", encode_segment(dag_id), encode_segment(run_id)) + "/"
+
+
+def champion_key(prefix: str, experiment: str) -> str:
+    """``{prefix}/champion/{experiment}.json``: which run of the experiment is its champion."""
+    return _key(prefix, "champion", f"{encode_segment(experiment)}.json")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -40,56 +40,38 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.common.compat.sdk import DAG, Param, task
 
-from airflow_sm_provider.notifications.notifier import SageMakerJobsNotifier
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
 from airflow_sm_provider.operators.plots import MetricPlotOperator
 from airflow_sm_provider.operators.report import ComparisonReportOperator
 from airflow_sm_provider.sensors.jobs import JobSensor
+from airflow_sm_provider.template_jobs import (
+    AWS,
+    CHANNELS,
+    DEFAULT_IMAGE,
+    RETRIES,
+    S3_PLACE,
+    failure_notifications,
+    poll_seconds,
+    resources,
+    run_uri,
+    stage_code,
+    training_params,
+    training_request,
+)
 
 DAG_ID = "sagemaker_training_pipeline"
 SCRIPTS_DIR = Path(__file__).parent / "sagemaker_scripts"
-# A number as the job scripts print it: 0.123, 1e-05, nan, inf, -inf.
-_NUMBER = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
-METRIC_DEFINITIONS = [
-    {"Name": "train:loss", "Regex": rf"train_loss={_NUMBER}"},
-    {"Name": "validation:loss", "Regex": rf"val_loss={_NUMBER}"},
-    {"Name": "validation:accuracy", "Regex": rf"val_accuracy={_NUMBER}"},
-]
-CHANNELS = ("train", "validation")
 MAX_CANDIDATES = 50
 PROCESSING_MAX_RUNTIME_SECONDS = 777_600  # SageMaker's limit for processing jobs (9 days)
-# First delay between status polls of the sensors (they back off from there). A minute suits
-# jobs of minutes to days; the local demo sets a few seconds.
-POLL_SECONDS = float(os.environ.get("SAGEMAKER_PIPELINE_POLL_SECONDS", "60"))
 # How often the learning curves are redrawn while jobs train.
 REPLOT_EVERY = timedelta(seconds=float(os.environ.get("SAGEMAKER_PIPELINE_REPLOT_SECONDS", "300")))
-# The jobs' tasks and waits retry: a retried operator re-attaches to its job (job names derive
-# from the task's identity, so no second job starts), and a wait failed by Airflow's defer race
-# (see the README) recovers on its next try.
-RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}
-AWS = {"aws_conn_id": "{{ params.aws_conn_id }}"}
-# Opt-in failure notifications: the failed jobs with their reasons and console links, to the
-# SNS topic and/or Slack connection the params name (nothing is sent while both are empty).
-NOTIFY = {
-    "on_failure_callback": SageMakerJobsNotifier(
-        sns_topic_arn="{{ params.notify_sns_topic_arn }}",
-        slack_webhook_conn_id="{{ params.notify_slack_conn_id }}",
-        **AWS,
-    )
-}
-S3_PLACE = {"bucket": "{{ params.bucket }}", "prefix": "{{ params.prefix }}"}
-
-
-def run_uri(params: dict, run_id: str | None, suffix: str) -> str:
-    """S3 URI under this DAG run's own prefix (run ids hold ':' and '+', kept out of keys)."""
-    run_key = re.sub(r"[^A-Za-z0-9_.-]", "-", run_id or "manual")
-    return f"s3://{params['bucket']}/{params['prefix']}/runs/{run_key}/{suffix}"
+# Opt-in failure notifications of the job and wait tasks (Params notify_*).
+NOTIFY = failure_notifications()
 
 
 def candidates(grid: dict[str, list]) -> list[dict[str, str]]:
@@ -108,21 +90,6 @@ def candidates(grid: dict[str, list]) -> list[dict[str, str]]:
     return [{name: str(value) for name, value in combo.items()} for combo in combos]
 
 
-def resources(params: dict) -> dict:
-    return {
-        "InstanceCount": params["instance_count"],
-        "InstanceType": params["instance_type"],
-        "VolumeSizeInGB": 10,
-    }
-
-
-def stopping_condition(params: dict) -> dict:
-    condition = {"MaxRuntimeInSeconds": params["max_runtime_seconds"]}
-    if params["use_spot"]:
-        condition["MaxWaitTimeInSeconds"] = max(params["max_wait_seconds"], params["max_runtime_seconds"])
-    return condition
-
-
 with DAG(
     dag_id=DAG_ID,
     description="Processing -> tracked training sweep -> one deferred wait -> live curves -> report",
@@ -132,123 +99,48 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["sagemaker", "template", "experiments"],
-    params={
-        "experiment": Param(
-            "digits-sweep",
-            type="string",
-            pattern=r"^[a-z0-9](-*[a-z0-9]){0,58}$",
-            title="Experiment",
-            description="SageMaker Experiments experiment of the runs (lower case, up to 59 characters).",
-        ),
-        "bucket": Param(
-            "airflow-sm-demo",
-            type="string",
-            pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
-            title="S3 bucket",
-            description="For code, data, models, charts and the report (must exist).",
-        ),
-        "prefix": Param(
-            "digits-demo",
-            type="string",
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$",
-            title="S3 prefix",
-            description="Key prefix under the bucket for everything this pipeline writes.",
-        ),
-        "role_arn": Param(
-            "arn:aws:iam::123456789012:role/SageMakerExecutionRole",
-            type="string",
-            pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$",
-            title="SageMaker execution role",
-            description="IAM role the jobs run as (the Airflow role needs iam:PassRole on it).",
-        ),
-        "processing_image": Param(
-            "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
-            type="string",
-            title="Processing image",
-            description="Image of the processing job (Python 3.9 in this default).",
-        ),
-        "training_image": Param(
-            "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
-            type="string",
-            title="Training image",
-            description="Image of the training jobs; the region's account id differs outside us-east-1.",
-        ),
-        "instance_type": Param(
-            "ml.m5.large", type="string", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", title="Instance type"
-        ),
-        "instance_count": Param(1, type="integer", minimum=1, maximum=20, title="Instances per job"),
-        "grid": Param(
-            {"learning-rate": [0.03, 0.3], "hidden-units": [32]},
-            type="object",
-            additionalProperties={"type": "array", "minItems": 1, "items": {"type": ["number", "string"]}},
-            minProperties=1,
-            title="Hyperparameter grid",
-            description="One training job per combination: {name: [values]}, at most 50 combinations.",
-        ),
-        "epochs": Param(
-            30, type="integer", minimum=1, maximum=1000, title="Epochs", description="Epochs per candidate."
-        ),
-        "objective_metric": Param(
-            "validation:loss",
-            type="string",
-            enum=[d["Name"] for d in METRIC_DEFINITIONS],
-            title="Objective metric",
-            description="The metric the report ranks the runs by (its final value).",
-        ),
-        "objective_direction": Param(
-            "Minimize", type="string", enum=["Minimize", "Maximize"], title="Objective direction"
-        ),
-        "use_spot": Param(False, type="boolean", title="Managed spot training"),
-        "max_wait_seconds": Param(
-            7200,
-            type="integer",
-            minimum=60,
-            maximum=2_419_200,
-            title="Spot: max wait (s)",
-            description="With spot: how long a job may wait for capacity and run (≥ max runtime).",
-        ),
-        "max_runtime_seconds": Param(
-            3600,
-            type="integer",
-            minimum=60,
-            maximum=2_419_200,
-            title="Max runtime (s)",
-            description="StoppingCondition of every job (training up to 28 days; processing is capped at 9).",
-        ),
-        "allow_partial_failure": Param(
-            False,
-            type="boolean",
-            title="Allow partial failure",
-            description="When on, the DAG run succeeds if at least one candidate completed.",
-        ),
-        "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
-        "notify_sns_topic_arn": Param(
-            "",
-            type="string",
-            pattern=r"^$|^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$",
-            title="Notify: SNS topic ARN",
-            description="When set, failed jobs (reason, console link) are published to this topic.",
-        ),
-        "notify_slack_conn_id": Param(
-            "",
-            type="string",
-            pattern=r"^[A-Za-z0-9_.-]{0,250}$",
-            title="Notify: Slack webhook connection",
-            description="When set, failed jobs are posted through this Slack incoming-webhook connection.",
-        ),
-    },
+    params=training_params(
+        {
+            "processing_image": Param(
+                DEFAULT_IMAGE,
+                type="string",
+                title="Processing image",
+                description="Image of the processing job (Python 3.9 in this default).",
+            ),
+            "grid": Param(
+                {"learning-rate": [0.03, 0.3], "hidden-units": [32]},
+                type="object",
+                additionalProperties={
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": ["number", "string"]},
+                },
+                minProperties=1,
+                title="Hyperparameter grid",
+                description="One training job per combination: {name: [values]}, at most 50 combinations.",
+            ),
+            "epochs": Param(
+                30,
+                type="integer",
+                minimum=1,
+                maximum=1000,
+                title="Epochs",
+                description="Epochs per candidate.",
+            ),
+            "allow_partial_failure": Param(
+                False,
+                type="boolean",
+                title="Allow partial failure",
+                description="When on, the DAG run succeeds if at least one candidate completed.",
+            ),
+        }
+    ),
 ) as dag:
 
-    @task
-    def stage_code(params: dict | None = None) -> dict[str, str]:
+    @task(task_id="stage_code")
+    def stage(params: dict | None = None) -> dict[str, str]:
         """Upload the job scripts from the DAGs folder to S3, keyed by their content hash."""
-        from airflow_sm_provider.hooks.code import CodeStager
-
-        stager = CodeStager(params["bucket"], f"{params['prefix']}/code", aws_conn_id=params["aws_conn_id"])
-        return {
-            "preprocess": stager.script(SCRIPTS_DIR / "preprocess.py"),
-            "train": stager.source_dir(SCRIPTS_DIR),
-        }
+        return stage_code(params, SCRIPTS_DIR)
 
     @task
     def plan_processing(code: dict[str, str], params: dict | None = None, run_id: str | None = None) -> dict:
@@ -296,45 +188,18 @@ with DAG(
         code: dict[str, str], params: dict | None = None, run_id: str | None = None
     ) -> list[dict]:
         """One CreateTrainingJob request per candidate of the grid (``digits-c01``, ``digits-c02``, ...)."""
-        requests = []
-        for number, hyperparameters in enumerate(candidates(params["grid"]), start=1):
-            request = {
-                "TrainingJobName": f"digits-c{number:02d}",
-                "RoleArn": params["role_arn"],
-                "AlgorithmSpecification": {
-                    "TrainingImage": params["training_image"],
-                    "TrainingInputMode": "File",
-                    "MetricDefinitions": METRIC_DEFINITIONS,
-                },
-                "HyperParameters": {
-                    "sagemaker_program": "train.py",
-                    "sagemaker_submit_directory": code["train"],
-                    "epochs": str(params["epochs"]),
-                    **hyperparameters,
-                },
-                "InputDataConfig": [
-                    {
-                        "ChannelName": channel,
-                        "DataSource": {
-                            "S3DataSource": {
-                                "S3DataType": "S3Prefix",
-                                "S3Uri": run_uri(params, run_id, f"data/{channel}"),
-                                "S3DataDistributionType": "FullyReplicated",
-                            }
-                        },
-                        "ContentType": "text/csv",
-                    }
-                    for channel in CHANNELS
-                ],
-                "OutputDataConfig": {"S3OutputPath": run_uri(params, run_id, "models")},
-                "CheckpointConfig": {"S3Uri": run_uri(params, run_id, f"checkpoints/c{number:02d}")},
-                "ResourceConfig": resources(params),
-                "StoppingCondition": stopping_condition(params),
-            }
-            if params["use_spot"]:
-                request["EnableManagedSpotTraining"] = True
-            requests.append(request)
-        return requests
+        return [
+            training_request(
+                f"digits-c{number:02d}",
+                params,
+                code=code["train"],
+                hyperparameters={"epochs": str(params["epochs"]), **hyperparameters},
+                channels={channel: run_uri(params, run_id, f"data/{channel}") for channel in CHANNELS},
+                output_uri=run_uri(params, run_id, "models"),
+                checkpoint_uri=run_uri(params, run_id, f"checkpoints/c{number:02d}"),
+            )
+            for number, hyperparameters in enumerate(candidates(params["grid"]), start=1)
+        ]
 
     @task(trigger_rule="all_done")
     def outcome(report: dict | None, params: dict | None = None) -> None:
@@ -348,7 +213,7 @@ with DAG(
                 f"{report['failed']} candidate(s) failed or stopped; reasons in {report['report']}"
             )
 
-    code = stage_code()
+    code = stage()
     preprocess = ProcessingJobOperator(
         task_id="preprocess",
         config=plan_processing(code),
@@ -360,7 +225,7 @@ with DAG(
     wait_preprocess = JobSensor(
         task_id="wait_preprocess",
         jobs=preprocess.output,
-        poke_interval=POLL_SECONDS,
+        poke_interval=poll_seconds(),
         **AWS,
         **RETRIES,
         **NOTIFY,
@@ -374,12 +239,7 @@ with DAG(
         **NOTIFY,
     ).expand(config=plan_training(code))
     wait_training = JobSensor(
-        task_id="wait_training",
-        jobs=train.output,
-        poke_interval=POLL_SECONDS,
-        **AWS,
-        **RETRIES,
-        **NOTIFY,
+        task_id="wait_training", jobs=train.output, poke_interval=poll_seconds(), **AWS, **RETRIES, **NOTIFY
     )
     learning_curves = MetricPlotOperator(
         task_id="learning_curves",

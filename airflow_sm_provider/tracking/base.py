@@ -12,7 +12,8 @@ training task makes them:
 2. :meth:`Tracker.end_run` by whoever observes the job's end (the operator when it waits,
    ``JobSensor`` when the operator returned at once): outcome, times, final metrics, model.
 3. For plots and the report: :meth:`Tracker.find_runs` (the runs of one DAG run, by identity
-   tags), :meth:`Tracker.get_runs` (runs named in XComs), :meth:`Tracker.metric_series`
+   tags), :meth:`Tracker.get_runs` (runs named in XComs), :meth:`Tracker.experiment_runs`
+   (every run of an experiment, for a retrain's champion), :meth:`Tracker.metric_series`
    (per-step values) and :meth:`Tracker.log_artifacts` (e.g. plot URIs on a run).
 
 Backends: ``experiments`` (SageMaker Experiments through the SDK's ``Run``). A second one
@@ -161,6 +162,14 @@ class Tracker(ABC):
         self, namespace: str, dag_id: str, run_id: str, *, experiment: str | None = None
     ) -> list[TrackedRun]:
         """Every run tracked by the tasks of one DAG run (all pages), sorted by record name."""
+
+    def experiment_runs(self, experiment: str) -> list[TrackedRun]:
+        """Every run of an experiment, whoever made it (all pages), sorted by record name.
+
+        For lookups across DAG runs, e.g. the experiment's best run; a backend that cannot
+        list them says so.
+        """
+        raise NotImplementedError(f"the {self.backend!r} tracker cannot list an experiment's runs")
 
     @abstractmethod
     def get_runs(self, refs: Sequence[RunRef]) -> list[TrackedRun]:

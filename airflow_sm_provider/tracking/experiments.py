@@ -14,9 +14,10 @@ done without the SDK, as it has no call for them:
 
 - the identity tags are put on the run's record alone with ``AddTags`` (``Run(tags=...)``
   would also tag the shared experiment and run group);
-- the lookups (:meth:`ExperimentsTracker.find_runs`, :meth:`ExperimentsTracker.get_runs`)
-  call ``Search`` over ``ExperimentTrialComponent`` (the SDK's ``list_runs`` loads every run of
-  an experiment one by one and cannot filter by tags);
+- the lookups (:meth:`ExperimentsTracker.find_runs`, :meth:`ExperimentsTracker.get_runs`,
+  :meth:`ExperimentsTracker.experiment_runs`) call ``Search`` over ``ExperimentTrialComponent``
+  (the SDK's ``list_runs`` loads every run of an experiment one by one and cannot filter by
+  tags);
 - per-step metrics are read with ``BatchGetMetrics`` (the SDK only reads summaries).
 
 The SDK's ``Run`` expects one ``with Run(...)`` block to span a run's life, and leaving it
@@ -243,6 +244,21 @@ class ExperimentsTracker(Tracker):
         # Search matches tag values as the service does; keep the exact ones.
         runs = [run for run in runs if all(run.tags.get(key) == value for key, value in tags.items())]
         return sorted(runs, key=lambda run: run.ref.record)
+
+    def experiment_runs(self, experiment: str) -> list[TrackedRun]:
+        filters = [
+            {
+                "Name": f"Tags.{names.RUN_SOURCE_TAG[0]}",
+                "Operator": "Equals",
+                "Value": names.RUN_SOURCE_TAG[1],
+            },
+            {
+                "Name": "Parents.ExperimentName",
+                "Operator": "Equals",
+                "Value": names.experiment_name(experiment),
+            },
+        ]
+        return sorted(map(_tracked, self._search(filters)), key=lambda run: run.ref.record)
 
     def get_runs(self, refs: Sequence[RunRef]) -> list[TrackedRun]:
         found: dict[str, TrackedRun] = {}
