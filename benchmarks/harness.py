@@ -148,6 +148,14 @@ def row(
     return line
 
 
+def in_seconds(summary: dict[str, Any]) -> str:
+    """A :func:`summarize` result as the table shows it: "1.23 s (p25-p75 1.10-1.40)"."""
+    return (
+        f"{summary['median_ms'] / 1000:.2f} s "
+        f"(p25-p75 {summary['p25_ms'] / 1000:.2f}-{summary['p75_ms'] / 1000:.2f})"
+    )
+
+
 def times(factor: float, word: str) -> str:
     """A ratio as the table shows it: ``times(250, "fewer calls")`` -> "250x fewer calls"."""
     return f"{factor:,.1f}x {word}" if factor < 100 else f"{factor:,.0f}x {word}"
