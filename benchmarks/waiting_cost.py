@@ -34,11 +34,12 @@ import io
 import itertools
 import math
 import os
+import random
 import tarfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from benchmarks.harness import Settings, benchmark, cpu_timed, row, times
@@ -211,14 +212,15 @@ def polls_in(seconds: float, delays: Iterable[float]) -> int:
     return count
 
 
-def our_schedule(first: float = 10.0, interval: float = 60.0, ceiling: float = 600.0) -> Iterable[float]:
-    """Delays between our trigger's polls with the sensor's defaults, without jitter."""
-    from airflow_sm_provider.status_poll import poll_delay
+def our_schedule(rng: random.Random | None = None) -> Iterator[float]:
+    """Delays between our trigger's polls with the sensor's defaults (first poll 10 s after
+    deferring, then ``poll_delay`` between 60 and 600 s); jittered only when ``rng`` is given."""
+    from airflow_sm_provider.status_poll import JITTER, poll_delay
 
-    yield first
-    clock = first
+    clock = 10.0
+    yield clock
     while True:
-        delay = poll_delay(clock, interval, ceiling, jitter=0)
+        delay = poll_delay(clock, 60.0, 600.0, jitter=JITTER if rng else 0, rng=rng)
         clock += delay
         yield delay
 
@@ -237,11 +239,10 @@ def amazon_defaults() -> dict[str, float]:
     }
 
 
-def every(delay: float, first: float | None = None, limit: int | None = None) -> Iterable[float]:
-    """A fixed schedule: the first poll after ``first`` (default ``delay``), at most ``limit`` polls."""
-    polls = itertools.count() if limit is None else range(limit)
-    for i in polls:
-        yield delay if i or first is None else first
+def every(delay: float, first: float | None = None) -> Iterator[float]:
+    """A fixed schedule: the first poll after ``first`` (default ``delay``), then every ``delay``."""
+    yield delay if first is None else first
+    yield from itertools.repeat(delay)
 
 
 # ------------------------------------------------------------------ the benchmark

@@ -23,8 +23,10 @@ An event-driven wait (state-change events) has its own benchmark, ``event_wait``
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
+from collections.abc import Iterable
 from typing import Any
 
 from benchmarks.harness import Settings, benchmark, row, times
@@ -33,23 +35,16 @@ SCENARIOS = (("1 min", 60.0), ("45 min", 45 * 60.0), ("6 h", 6 * 3600.0))
 DRAWS = 1000
 
 
-def our_poll_times(until: float, rng: random.Random, first: float = 10.0) -> list[float]:
-    """Our trigger's poll times (seconds after deferring) up to ``until``, with jitter."""
-    from airflow_sm_provider.status_poll import poll_delay
-
-    clock, polls = first, [first]
-    while clock < until:
-        clock += poll_delay(clock, 60.0, 600.0, rng=rng)
+def poll_times(until: float, delays: Iterable[float], max_polls: int | None = None) -> list[float]:
+    """Poll times (seconds after deferring) of a schedule of delays, through the first one past
+    ``until``; at most ``max_polls``."""
+    polls: list[float] = []
+    for clock in itertools.accumulate(delays):
+        if max_polls is not None and len(polls) >= max_polls:
+            break
         polls.append(clock)
-    return polls
-
-
-def amazon_poll_times(until: float, delay: float, max_attempts: int | None) -> list[float]:
-    """The Amazon trigger's attempts: at once, then every ``delay``; ``max_attempts`` caps them."""
-    polls, clock = [], 0.0
-    while clock <= until + delay and (max_attempts is None or len(polls) < max_attempts):
-        polls.append(clock)
-        clock += delay
+        if clock >= until:
+            break
     return polls
 
 
@@ -70,7 +65,7 @@ def _spread(samples: list[float]) -> dict[str, float]:
 
 @benchmark("wake_latency", "job end -> the wait sees it: ours vs the Amazon deferrable operator (simulated)")
 def wake_latency(settings: Settings) -> dict[str, Any]:
-    from benchmarks.waiting_cost import amazon_defaults
+    from benchmarks.waiting_cost import amazon_defaults, every, our_schedule
 
     defaults = amazon_defaults()
     delay, attempts = defaults["waiter_delay_s"], int(defaults["max_attempts"])
@@ -83,15 +78,15 @@ def wake_latency(settings: Settings) -> dict[str, Any]:
         ours, ours_polls, amazon, amazon_raised, raised_polls, amazon_failed = [], [], [], [], [], 0
         for _ in range(draws):
             at = end * rng.uniform(0.75, 1.25)
-            polls = our_poll_times(at, rng)
+            polls = poll_times(at, our_schedule(rng))
             ours.append(seen_after(at, polls))
             ours_polls.append(sum(t <= at for t in polls) + 1)
-            capped = seen_after(at, amazon_poll_times(at, delay, attempts))
+            capped = seen_after(at, poll_times(at, every(delay, first=0.0), attempts))
             if capped is None:
                 amazon_failed += 1
             else:
                 amazon.append(capped)
-            raised = amazon_poll_times(at, delay, None)
+            raised = poll_times(at, every(delay, first=0.0))
             amazon_raised.append(seen_after(at, raised))
             raised_polls.append(sum(t <= at for t in raised) + 1)
         entry = {
