@@ -98,6 +98,7 @@ def render(payloads: list[dict[str, Any]]) -> str:
                 label = "Target missed" if line["met"] is False else "Note"
                 notes.append(f"{number}. **{label}** ({line['row']}): {line['note']}")
     if not any(p.get("benchmark") == "event_wait" for p in payloads):
+        notes += [""] if notes else []
         notes.append(
             "The event-driven wait (benchmark `event_wait`: job end -> wake-up through state-change "
             "events) gets its row after the polling rows once its results exist."
