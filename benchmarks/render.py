@@ -107,7 +107,7 @@ def render(payloads: list[dict[str, Any]]) -> str:
     lines += ["| Benchmark | Measured at (UTC) | Wall s | Load (1 min) | Settings |", "|---|---|---|---|---|"]
     for payload in payloads:
         settings = ", ".join(f"{k}={v}" for k, v in (payload.get("settings") or {}).items())
-        machine = payload.get("machine") or {}
+        machine = payload["machine"] if isinstance(payload.get("machine"), dict) else {}
         lines.append(
             f"| `{payload.get('benchmark')}` | {payload.get('measured_at', '-')} "
             f"| {payload.get('wall_s', '-')} | {machine.get('load_average_1m', '-')} | {settings} |"
