@@ -188,6 +188,9 @@ def misses(results: Any, path: str = "") -> Iterator[str]:
             yield path or "(top level)"
         for key, value in results.items():
             yield from misses(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(results, list):  # the table's rows
+        for index, value in enumerate(results):
+            yield from misses(value, f"{path}[{index}]")
 
 
 def run(bench: Benchmark, settings: Settings, out: Path) -> dict[str, Any]:

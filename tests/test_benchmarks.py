@@ -75,6 +75,7 @@ def test_summary_has_median_and_spread_and_judges_the_target() -> None:
     assert result["median_ms"] == 25.0 and result["min_ms"] == 10.0 and result["max_ms"] == 40.0
     assert result["p25_ms"] <= result["median_ms"] <= result["p75_ms"] and result["within_target"]
     assert list(misses({"a": summarize([0.1], target_ms=1), "b": result})) == ["a"]
+    assert list(misses({"rows": [{"within_target": True}, {"within_target": False}]})) == ["rows[1]"]
 
 
 def test_a_name_is_registered_once() -> None:
