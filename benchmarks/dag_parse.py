@@ -35,9 +35,10 @@ MIN_RUNS = 10
 _LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s?(\s*)(\S+)\s*$")
 
 
-def import_cost_ms(dag_file: Path, env: dict[str, str]) -> tuple[float, float]:
-    """The DAG module's cumulative ``-X importtime`` and the CPU time of its import, in ms,
-    in a fresh interpreter (the CPU time is what others' load on a shared machine inflates least)."""
+def import_cost_ms(dag_file: Path, env: dict[str, str]) -> tuple[float, float, dict[str, float]]:
+    """The DAG module's cumulative ``-X importtime`` and the CPU time of its import, in ms, in a
+    fresh interpreter (the CPU time is what others' load on a shared machine inflates least),
+    and what its direct imports cost (cumulative ms, by module): the profile of a miss."""
     code = (
         f"import sys, time, airflow; sys.path.insert(0, {str(dag_file.parent)!r}); "
         f"cpu = time.process_time(); import {dag_file.stem}; print(time.process_time() - cpu)"
@@ -46,19 +47,34 @@ def import_cost_ms(dag_file: Path, env: dict[str, str]) -> tuple[float, float]:
         [sys.executable, "-X", "importtime", "-c", code], env=env, capture_output=True, text=True, check=True
     )
     cpu_ms = float(done.stdout.strip().splitlines()[-1]) * 1000
-    for line in reversed(done.stderr.splitlines()):
+    subtree: list[re.Match[str]] = []
+    for line in done.stderr.splitlines():
         match = _LINE.match(line)
-        if match and match.group(4) == dag_file.stem and not match.group(3):
-            return int(match.group(2)) / 1000, cpu_ms
+        if not match:
+            continue
+        if match.group(3):
+            subtree.append(match)
+            continue
+        if match.group(4) == dag_file.stem:
+            children = {m.group(4): int(m.group(2)) / 1000 for m in subtree if len(m.group(3)) == 2}
+            return int(match.group(2)) / 1000, cpu_ms, children
+        subtree = []
     raise RuntimeError(f"no import time reported for {dag_file.name}:\n{done.stderr[-2000:]}")
 
 
 def measure(dag_file: Path, runs: int, env: dict[str, str]) -> dict[str, Any]:
     samples = [import_cost_ms(dag_file, env) for _ in range(runs)]
+    children: dict[str, list[float]] = {}
+    for _, _, costs in samples:
+        for module, ms in costs.items():
+            children.setdefault(module, []).append(ms)
+    heaviest = sorted(((statistics.median(v), k) for k, v in children.items()), reverse=True)[:6]
     return {
         "file": dag_file.relative_to(ROOT).as_posix(),
-        **summarize([wall / 1000 for wall, _ in samples]),
-        "cpu": summarize([cpu / 1000 for _, cpu in samples]),
+        **summarize([wall / 1000 for wall, _, _ in samples]),
+        "cpu": summarize([cpu / 1000 for _, cpu, _ in samples]),
+        "self_ms_median": round(statistics.median(w - sum(c.values()) for w, _, c in samples), 1),
+        "heaviest_direct_imports_ms": {module: round(ms, 1) for ms, module in heaviest},
     }
 
 
@@ -90,8 +106,10 @@ def dag_parse(settings: Settings) -> dict[str, Any]:
             if m["cpu"]["median_ms"] <= TARGET_MS
             else (
                 f"a DAG of one @task already costs {floor['cpu']['median_ms']:g} ms CPU here (Airflow's "
-                "own DAG parts: decorators, timetables); the rest is the file's own modules and "
-                "building its DAG; `python -X importtime` of the file lists them"
+                "own DAG parts: decorators, timetables). -X importtime of the file (median wall ms, "
+                f"stretched by load): building the DAG itself {m['self_ms_median']:g}; its heaviest "
+                "direct imports: "
+                + ", ".join(f"{k} {v:g}" for k, v in m["heaviest_direct_imports_ms"].items())
             ),
         )
         for m in ours
