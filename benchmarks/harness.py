@@ -12,6 +12,11 @@ so adding one is a new file with one decorated function)::
 :func:`run` writes ``<out>/<name>.json``: the benchmark's results, the machine (cores, CPU,
 Python, package versions), the settings and the wall time. A dict in the results holding
 ``within_target: False`` (as :func:`summarize` sets against a ``target_ms``) counts as a miss.
+
+Side by side: a benchmark that compares us with what users would pick instead puts
+``"rows": [row(...), ...]`` in its results, each our figure, the alternative's, the ratio, the
+target and whether it is met; ``python -m benchmarks --render`` (``benchmarks.render``) turns
+the rows of every JSON result into the one table of ``BENCHMARKS.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -44,10 +50,12 @@ PACKAGES = (
 
 @dataclass(frozen=True)
 class Settings:
-    """How much to measure: ``runs`` repetitions; ``quick`` asks for the smallest sizes (CI)."""
+    """How much to measure: ``runs`` repetitions; ``quick`` asks for the smallest sizes (CI);
+    ``full`` adds the long cases (the default run stays within 10 minutes)."""
 
     runs: int = 10
     quick: bool = False
+    full: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,58 @@ def summarize(samples: list[float], *, target_ms: float | None = None) -> dict[s
     return result
 
 
+def cpu_timed(func: Callable[[], Any]) -> tuple[Any, float, float]:
+    """``func()``'s result, its wall seconds and this process's CPU seconds.
+
+    The machine may be shared: other processes' load stretches wall time far more than CPU time.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = func()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def row(
+    name: str,
+    ours: str,
+    alternative: str,
+    *,
+    ratio: str = "",
+    target: str = "",
+    met: bool | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """One line of the side-by-side table: our figure, the alternative's, and the verdict.
+
+    ``met`` is None where there is no target; False counts as a miss (``within_target``), and
+    ``note`` should then say why.
+    """
+    line: dict[str, Any] = {
+        "row": name,
+        "ours": ours,
+        "alternative": alternative,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+    if met is not None:
+        line["within_target"] = met
+    return line
+
+
+def in_seconds(summary: dict[str, Any]) -> str:
+    """A :func:`summarize` result as the table shows it: "1.23 s (p25-p75 1.10-1.40)"."""
+    return (
+        f"{summary['median_ms'] / 1000:.2f} s "
+        f"(p25-p75 {summary['p25_ms'] / 1000:.2f}-{summary['p75_ms'] / 1000:.2f})"
+    )
+
+
+def times(factor: float, word: str) -> str:
+    """A ratio as the table shows it: ``times(250, "fewer calls")`` -> "250x fewer calls"."""
+    return f"{factor:,.1f}x {word}" if factor < 100 else f"{factor:,.0f}x {word}"
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     packages = {}
@@ -116,6 +176,8 @@ def machine() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "packages": packages,
+        # Others' load on a shared machine stretches wall times: recorded beside every result.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -126,6 +188,9 @@ def misses(results: Any, path: str = "") -> Iterator[str]:
             yield path or "(top level)"
         for key, value in results.items():
             yield from misses(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(results, list):  # the table's rows
+        for index, value in enumerate(results):
+            yield from misses(value, f"{path}[{index}]")
 
 
 def run(bench: Benchmark, settings: Settings, out: Path) -> dict[str, Any]:
@@ -137,6 +202,7 @@ def run(bench: Benchmark, settings: Settings, out: Path) -> dict[str, Any]:
         "description": bench.description,
         "settings": asdict(settings),
         "machine": machine(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.perf_counter() - started, 2),
         "results": results,
     }
