@@ -2,7 +2,8 @@
 ### SageMaker training sweep (template)
 
 Preprocess a dataset with a **Processing job**, train **one Training job per candidate** of a
-hyperparameter grid (each tracked as a **SageMaker Experiments Run**), wait for all of them with
+hyperparameter grid (each tracked as a **SageMaker Experiments Run**, or an **MLflow run** with
+`tracking_backend` = `mlflow`), wait for all of them with
 **one deferred sensor**, publish **per-epoch learning curves** to S3 while they train, and write
 a **comparison report** (leaderboard, curves, parameter effects, health flags) to S3:
 
@@ -22,7 +23,7 @@ set them for your account (bucket, role, images) before unpausing.
 `s3://{bucket}/{prefix}/reports/sagemaker_training_pipeline/{run_id}/report.html` (the report
 task's extra link opens it), the charts at `s3://{bucket}/{prefix}/{job}/metrics/{metric}.png`
 and `s3://{bucket}/{prefix}/plots/...`, the models at `s3://{bucket}/{prefix}/runs/{run_id}/models/`,
-and the runs in the experiment (SageMaker Studio) named by `experiment`.
+and the runs in the experiment (SageMaker Studio, or MLflow's UI) named by `experiment`.
 
 **A failed job** is reported with its reason; the final `outcome` task then fails the DAG run,
 unless `allow_partial_failure` is on. Job names are the readable names below plus a hash of the
@@ -127,6 +128,23 @@ with DAG(
             pattern=r"^[a-z0-9](-*[a-z0-9]){0,58}$",
             title="Experiment",
             description="SageMaker Experiments experiment of the runs (lower case, up to 59 characters).",
+        ),
+        "tracking_backend": Param(
+            "experiments",
+            type="string",
+            enum=["experiments", "mlflow"],
+            title="Tracking backend",
+            description="Where the runs are tracked: SageMaker Experiments, or MLflow (see below).",
+        ),
+        "mlflow_tracking_uri": Param(
+            "",
+            type="string",
+            maxLength=2048,
+            title="MLflow tracking URI",
+            description=(
+                "With the mlflow backend: a tracking server URL, or a SageMaker MLflow tracking "
+                "server / MLflow App ARN; empty for the workers' MLFLOW_TRACKING_URI."
+            ),
         ),
         "bucket": Param(
             "airflow-sm-demo",
@@ -330,7 +348,13 @@ with DAG(
         task_id="wait_preprocess", jobs=preprocess.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES
     )
     train = TrainingJobOperator.partial(
-        task_id="train", experiment="{{ params.experiment }}", wait_for_completion=False, **AWS, **RETRIES
+        task_id="train",
+        experiment="{{ params.experiment }}",
+        tracking_backend="{{ params.tracking_backend }}",
+        tracking_uri="{{ params.mlflow_tracking_uri }}",
+        wait_for_completion=False,
+        **AWS,
+        **RETRIES,
     ).expand(config=plan_training(code))
     wait_training = JobSensor(
         task_id="wait_training", jobs=train.output, poke_interval=POLL_SECONDS, **AWS, **RETRIES

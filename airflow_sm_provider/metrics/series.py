@@ -235,6 +235,26 @@ def from_batch_get_metrics(
     return _frame(columns)
 
 
+def from_points(
+    series: Iterable[tuple[str, str, str, Sequence[int], Sequence[float]]],
+) -> pd.DataFrame:
+    """The points a tracker read back from runs, as ``(run, job, metric, steps, values)``
+    (source ``"run"``; no timestamps, as BatchGetMetrics by step gives none)."""
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS if name != "finite"}
+    for run, job, metric, steps, values in series:
+        if len(steps) != len(values):
+            raise ValueError(f"{metric} of {run}: {len(steps)} steps for {len(values)} values")
+        n = len(steps)
+        columns["run"] += [run] * n
+        columns["job"] += [job] * n
+        columns["metric"] += [metric] * n
+        columns["step"] += [int(step) for step in steps]
+        columns["value"] += [float(value) for value in values]
+        columns["timestamp"] += [math.nan] * n
+        columns["source"] += ["run"] * n
+    return _frame(columns)
+
+
 def _json_value(value: Any, where: str) -> float:
     """A JSON number, null (NaN) or one of the strings NaN/Infinity/-Infinity, as a float."""
     if value is None:
