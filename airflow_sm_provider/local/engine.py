@@ -86,6 +86,7 @@ class LocalEngine:
         self._temp_dir: str | None = None
         self.jobs: Any = None
         self.experiments: Any = None
+        self.mlflow: Any = None
         self.ctx: EngineContext | None = None
 
     @property
@@ -135,6 +136,7 @@ class LocalEngine:
         from airflow_sm_provider.local.gate import Gate, HostRule
         from airflow_sm_provider.local.jobs import JobsBackend
         from airflow_sm_provider.local.metrics import MetricsBackend
+        from airflow_sm_provider.local.mlflow_backend import MlflowBackend
         from airflow_sm_provider.local.server import EngineApp
 
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -180,11 +182,17 @@ class LocalEngine:
             runtimes=self._runtimes,
             stop_grace_seconds=self._stop_grace_seconds,
         )
+        self.mlflow = MlflowBackend(self.ctx)
+        self.jobs.mlflow = self.mlflow
         self.experiments.register_search_resource("TrainingJob", self.jobs.search_records_training)
         self.jobs.recover()
         keys = engine_credentials.KeyRing(own_key, self.jobs.job_credentials)
         router = EngineApp(
-            sagemaker_ops={**self.experiments.operations(), **self.jobs.operations()},
+            sagemaker_ops={
+                **self.experiments.operations(),
+                **self.jobs.operations(),
+                **self.mlflow.operations(),
+            },
             metrics_ops=MetricsBackend(self.ctx).operations(),
             credentials=keys.hand_out,
             aws_app=DomainDispatcherApplication(create_backend_app),
@@ -205,6 +213,8 @@ class LocalEngine:
             if self.jobs is not None:
                 self.jobs.shutdown()
         finally:
+            if self.mlflow is not None:
+                self.mlflow.shutdown()
             if self._thread is not None:
                 self._server.shutdown()
                 self._thread.join(timeout=5)
@@ -212,7 +222,7 @@ class LocalEngine:
                 self._server.server_close()
             if self.ctx is not None:
                 self.ctx.store.close()
-            self._server = self._thread = self.jobs = self.experiments = self.ctx = None
+            self._server = self._thread = self.jobs = self.experiments = self.mlflow = self.ctx = None
             if self._temp_dir is not None:
                 shutil.rmtree(self._temp_dir, ignore_errors=True)
                 self._temp_dir = None

@@ -35,7 +35,8 @@ class MlflowServerError(RuntimeError):
     """Raised when the MLflow tracking server does not start or has died."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
@@ -93,7 +94,7 @@ class MlflowServer:
         if self.running:
             return self
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         log_path = self.directory / "server.log"
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
         env.pop("MLFLOW_TRACKING_URI", None)
