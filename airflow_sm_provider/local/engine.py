@@ -197,6 +197,7 @@ class LocalEngine:
             credentials=keys.hand_out,
             aws_app=DomainDispatcherApplication(create_backend_app),
             interrupt=self.jobs.interrupt,
+            mlflow_app=self.mlflow.proxy,
         )
         holder["app"] = Gate(router, keys.key, HostRule(self.host, self._allowed_hosts))
         self._thread = threading.Thread(
@@ -237,7 +238,8 @@ class LocalEngine:
         """Environment variables that send boto3, the Amazon provider and the SDK here.
 
         The keys are the engine's own (:attr:`credentials`); AWS would reject them. The
-        sagemaker SDK's telemetry is opted out so nothing tries to reach AWS.
+        sagemaker SDK's telemetry is opted out so nothing tries to reach AWS, and the
+        ``sagemaker-mlflow`` plugin sends its MLflow calls here.
         """
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -246,6 +248,8 @@ class LocalEngine:
             "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.ctx.sdk_config_path()),
+            # The sagemaker-mlflow plugin sends MLflow calls of ARN tracking URIs here.
+            "SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT": self.endpoint_url,
         }
 
     def client(self, service: str) -> Any:

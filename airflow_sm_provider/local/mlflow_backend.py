@@ -21,16 +21,25 @@ SageMaker passes to the container is not documented; the engine chooses, and doc
 - the job's process gets ``MLFLOW_TRACKING_URI`` (the local server's URL, so the MLflow client
   needs no plugin and no AWS signing), ``MLFLOW_EXPERIMENT_NAME`` and ``MLFLOW_RUN_ID``;
   ``DescribeTrainingJob`` shows the ``Environment`` the job was created with, unchanged.
+
+The ``sagemaker-mlflow`` plugin sends an ARN tracking URI's MLflow REST calls to
+``SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT`` (the engine's printed exports set it to the engine's URL),
+SigV4-signed for the service ``sagemaker-mlflow`` with the ARN in the header
+``x-mlflow-sm-tracking-server-arn``. Such a request passes the engine's gate like every other
+(its signature checked with the engine's or a job's key), then :meth:`MlflowBackend.proxy`
+forwards it to that tracking server's MLflow server, without the AWS headers.
 """
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
+import json
 import logging
 import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from airflow_sm_provider.local.context import EngineContext
@@ -47,6 +56,8 @@ RESOURCE_TYPE = "mlflow-tracking-server"
 JOB_ENVIRONMENT_KEY = "_MlflowEnvironment"
 #: The tracking server record's key of its local port (not in any response).
 PORT_KEY = "_Port"
+#: Headers of a signed plugin request that are forwarded to the MLflow server.
+_FORWARDED = ("CONTENT_TYPE", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING", "HTTP_USER_AGENT")
 _ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:([a-z0-9\-]*):([0-9]{12}):([a-zA-Z-]*)/(.+)")
 _DESCRIBE_FIELDS = (
     "TrackingServerArn", "TrackingServerName", "ArtifactStoreUri", "TrackingServerSize",
@@ -239,3 +250,43 @@ class MlflowBackend:
         except MlflowException:
             return ""
         return run_id if str(run.info.experiment_id) == experiment_id else ""
+
+    # -- the sagemaker-mlflow plugin's signed REST calls ----------------------------------------
+    def proxy(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Forward a signed MLflow REST call to the tracking server its ARN header names."""
+        from werkzeug.wsgi import get_input_stream
+
+        arn = environ.get("HTTP_X_MLFLOW_SM_TRACKING_SERVER_ARN", "")
+        try:
+            server = self._server(self.resolve(arn))
+        except (ValidationException, ResourceNotFound) as error:
+            body = json.dumps({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": str(error)}).encode()
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [body]
+        path = environ.get("PATH_INFO", "/")
+        if environ.get("QUERY_STRING"):
+            path += f"?{environ['QUERY_STRING']}"
+        body = get_input_stream(environ).read()
+        headers = {
+            key[5:].replace("_", "-").title()
+            if key.startswith("HTTP_")
+            else key.replace("_", "-").title(): value
+            for key, value in environ.items()
+            if key in _FORWARDED and value
+        }
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
+        try:
+            connection.request(environ["REQUEST_METHOD"], path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            kept = [
+                (k, v)
+                for k, v in response.getheaders()
+                if k.lower() in ("content-type", "content-encoding", "content-disposition")
+            ]
+            start_response(
+                f"{response.status} {response.reason}", [*kept, ("Content-Length", str(len(data)))]
+            )
+            return [data]
+        finally:
+            connection.close()

@@ -17,9 +17,9 @@ SCRIPT = """
 import os
 import mlflow
 
-for epoch in range(5):
-    mlflow.log_metric("loss", 1.0 / (epoch + 1), step=epoch)
 print("run", os.environ["MLFLOW_RUN_ID"], "experiment", os.environ["MLFLOW_EXPERIMENT_NAME"])
+for epoch in range(5):  # MLflow's client takes MLFLOW_RUN_ID out of the environment when it resumes
+    mlflow.log_metric("loss", 1.0 / (epoch + 1), step=epoch)
 """
 
 
@@ -129,3 +129,62 @@ def test_a_bad_mlflow_arn_is_refused_before_the_job_exists(
     assert message in refused.value.response["Error"]["Message"]
     with pytest.raises(ClientError):
         sagemaker.describe_training_job(TrainingJobName=name)
+
+
+def test_the_plugins_signed_calls_reach_the_tracking_server_named_by_its_arn(
+    engine: Any, aws_env: Any, mlflow_tracking_server: dict
+):
+    """``sagemaker-mlflow`` with the engine's exports: the ARN is the tracking URI, signed by the
+    engine's key; an unsigned call is refused like any other."""
+    import urllib.error
+    import urllib.request
+
+    pytest.importorskip("sagemaker_mlflow", reason="needs the mlflow-sagemaker extra")
+    from mlflow.tracking import MlflowClient
+
+    assert aws_env["SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT"] == engine.endpoint_url
+    arn = mlflow_tracking_server["TrackingServerArn"]
+    signed = MlflowClient(tracking_uri=arn)
+    run = signed.create_run(signed.create_experiment(f"signed-{uuid.uuid4().hex[:8]}"))
+    signed.log_metric(run.info.run_id, "loss", 0.5, step=3)
+    plain = MlflowClient(mlflow_tracking_server["TrackingServerUrl"])
+    assert [(m.step, m.value) for m in plain.get_metric_history(run.info.run_id, "loss")] == [(3, 0.5)]
+
+    unsigned = urllib.request.Request(  # noqa: S310 (http on 127.0.0.1)
+        f"{engine.endpoint_url}/api/2.0/mlflow/experiments/search",
+        data=b"{}",
+        headers={"x-mlflow-sm-tracking-server-arn": arn, "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unsigned, timeout=30)  # noqa: S310 (http on 127.0.0.1)
+    assert refused.value.code == 403
+
+
+def test_a_task_tracked_on_an_arn_gets_its_job_linked_to_the_trackers_run(
+    engine: Any, aws_env: Any, s3_bucket: str, mlflow_tracking_server: dict
+):
+    """The tracker on the tracking server's ARN (as on AWS): the job is created with MlflowConfig
+    and the engine links it to the tracker's run, where the script's metrics land."""
+    pytest.importorskip("sagemaker_mlflow", reason="needs the mlflow-sagemaker extra")
+    from mlflow.tracking import MlflowClient
+
+    from airflow_sm_provider.naming import JobIdentity
+    from airflow_sm_provider.tracking.base import TrackingConfig, open_tracker, with_job_fields
+    from airflow_sm_provider.tracking.records import run_start
+
+    arn = mlflow_tracking_server["TrackingServerArn"]
+    name = f"mlflow-arn-{uuid.uuid4().hex[:8]}"
+    config = training_config(s3_bucket, upload_script(engine.client("s3"), s3_bucket, SCRIPT), name=name)
+    tracking = TrackingConfig(f"arn-{uuid.uuid4().hex[:8]}", backend="mlflow", tracking_uri=arn)
+    tracker = open_tracker("mlflow", tracking_uri=arn)
+    ref = tracker.start_run(tracking, JobIdentity("default", "d", "r", "t"), name, run_start(config))
+    request = with_job_fields(config, ref)
+    assert request["MlflowConfig"]["MlflowResourceArn"] == arn
+    assert request["Environment"]["MLFLOW_TRACKING_URI"] == arn
+
+    engine.client("sagemaker").create_training_job(**request)
+    job = _wait(engine.client("sagemaker"), name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["MlflowDetails"]["MlflowRunId"] == ref.record
+    history = MlflowClient(mlflow_tracking_server["TrackingServerUrl"]).get_metric_history(ref.record, "loss")
+    assert sorted(point.step for point in history) == list(range(5))
