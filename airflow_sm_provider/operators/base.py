@@ -21,8 +21,8 @@ Run tracking (training, see ``TrainingJobOperator``): before the job is created 
 run is started or continued through a tracker (``tracking.base``) and the job's Create request
 gets the run's fields (``ExperimentConfig``; for MLflow ``Environment`` and ``MlflowConfig``);
 the run's reference goes to XCom (so the task finds it again after a deferral) and into the
-summary; when the operator sees the job end it logs the outcome on the run. A run that cannot be updated fails the task: a retry reuses the
-completed job and logs its end again.
+summary; when the operator sees the job end it logs the outcome on the run. A run that cannot
+be updated fails the task: a retry reuses the completed job and logs its end again.
 
 On Airflow older than 3.3 a trigger has no ``on_kill``: a task killed while deferred leaves its
 job running (the job still ends at its ``StoppingCondition``); use ``deferrable=False`` where
