@@ -55,6 +55,8 @@ def test_the_template_sweep_tracked_in_mlflow_reports_as_in_experiments(tmp_path
             plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
             assert "plots/curve-validation-loss.png" in plots, plots
         by_mlflow = json.loads((artifacts / "report.json").read_text())
+        tracked = json.loads((artifacts / "experiments.json").read_text())  # the tracker's lookup
+        assert sorted(run["ref"]["record"] for run in tracked) == sorted(r.info.run_id for r in runs)
 
     experiments = tmp_path / "experiments-run"
     assert run_demo(experiments, DAGS_FOLDER, {"epochs": EPOCHS}) == 0
