@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import runpy
-from datetime import UTC, datetime
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
