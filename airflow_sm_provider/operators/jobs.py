@@ -36,12 +36,13 @@ class ProcessingJobOperator(SageMakerJobOperator):
 class TrainingJobOperator(SageMakerJobOperator):
     """Run a SageMaker Training job; ``config`` is a CreateTrainingJob request.
 
-    :param experiment: track the job as a SageMaker Experiments run in this experiment
-        (templated; created when missing). Each task instance gets one run, continued by its
-        retries, named from the job's name prefix (or ``run_name``) and a hash of the task's
-        identity, tagged with namespace, dag_id, run_id, task_id and map_index. The job gets
-        the run's ``ExperimentConfig``, so ``load_run()`` in the training script logs onto it.
-        Lower-cased; 1 to 59 letters, digits and hyphens.
+    :param experiment: track the job as a run in this experiment (templated; created when
+        missing): a SageMaker Experiments run, or an MLflow run (``tracking_backend``). Each
+        task instance gets one run, continued by its retries, named from the job's name prefix
+        (or ``run_name``) and a hash of the task's identity, tagged with namespace, dag_id,
+        run_id, task_id and map_index. The job gets the run's ``ExperimentConfig``, so
+        ``load_run()`` in the training script logs onto it. Lower-cased; 1 to 59 letters,
+        digits and hyphens.
     :param run_name: readable prefix of the run's name (templated, up to 48 characters);
         default the job's name prefix.
     :param tracking_backend: ``experiments`` (SageMaker Experiments, the default) or ``mlflow``

@@ -137,9 +137,10 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
         ``TrainingJobOperator``, e.g. a mapped task's ``.output``), or a list of them. None:
         the runs the tracker finds for this DAG run (tracked tasks, jobs ended).
     :param experiment: with ``jobs=None``, look in this experiment only.
-    :param tracking_backend: with ``jobs=None``, the backend to look in (``experiments`` or
-        ``mlflow``; templated); :param tracking_uri: its MLflow tracking URI (templated). Jobs
-        given by their summaries carry their own run's backend and URI.
+    :param tracking_backend: with ``jobs=None``, the backend to look in: ``experiments`` or
+        ``mlflow`` (templated). Job summaries carry their own run's backend and tracking URI.
+    :param tracking_uri: with ``jobs=None`` and ``mlflow``, the tracking URI (templated);
+        default ``MLFLOW_TRACKING_URI``.
     :param bucket: S3 bucket of the charts (templated).
     :param prefix: key prefix (templated); keys as in the module docstring.
     :param metrics: the metrics to chart; default every metric the jobs define or log.

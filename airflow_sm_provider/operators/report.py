@@ -108,9 +108,10 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
         task's ``.output``), or a list of them. None: the runs the tracker finds for this DAG
         run (tracked tasks, jobs ended).
     :param experiment: with ``jobs=None``, look in this experiment only.
-    :param tracking_backend: with ``jobs=None``, the backend to look in (``experiments`` or
-        ``mlflow``; templated); :param tracking_uri: its MLflow tracking URI (templated). Jobs
-        given by their summaries carry their own run's backend and URI.
+    :param tracking_backend: with ``jobs=None``, the backend to look in: ``experiments`` or
+        ``mlflow`` (templated). Job summaries carry their own run's backend and tracking URI.
+    :param tracking_uri: with ``jobs=None`` and ``mlflow``, the tracking URI (templated);
+        default ``MLFLOW_TRACKING_URI``.
     :param objective_metric: the metric the sweep optimises (templated), e.g. ``validation:loss``.
     :param objective_direction: ``"Minimize"`` or ``"Maximize"`` (templated).
     :param rank_by: ``"final"`` (the last value, or the job's FinalMetricDataList entry: what
