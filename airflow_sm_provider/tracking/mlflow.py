@@ -13,7 +13,8 @@ The content is that of the SageMaker Experiments backend, within MLflow's rules:
 - parameters logged at the job's start are MLflow params, which cannot change once logged: a
   value that differs on a later try keeps the first try's value and is logged as a warning;
 - the outcome of a try (``job.*`` facts, ``final.*`` metrics) changes from try to try, so it is
-  kept in tags ``outcome.<parameter>``, cleared when a new try starts;
+  kept in tags ``outcome.<parameter>``, cleared (with the status message and the model) when a
+  new try starts;
 - input and output artifacts (S3 URIs) are tags ``input.<name>`` / ``output.<name>``; plots
   recorded with :meth:`MlflowTracker.log_artifacts` are also copied from S3 into the run's
   artifact store (``plots/``), so MLflow's UI shows them;
@@ -41,6 +42,7 @@ from airflow_sm_provider.naming import IDENTITY_TAG, TAG_PREFIX, JobIdentity, id
 from airflow_sm_provider.tracking import names
 from airflow_sm_provider.tracking.base import MetricSeries, RunRef, TrackedRun, Tracker, TrackingConfig
 from airflow_sm_provider.tracking.records import (
+    MODEL_ARTIFACT,
     Parameter,
     RunEnd,
     RunStart,
@@ -176,7 +178,7 @@ class MlflowTracker(Tracker):
             )
         else:  # a retry: clear the outcome of the try before
             stale = [key for key in run.data.tags if key.startswith(OUTCOME_PREFIX) or key == MESSAGE_TAG]
-            stale += [f"{OUTPUT_PREFIX}{name}" for name in _prefixed(run.data.tags, OUTPUT_PREFIX)]
+            stale += [key for key in (f"{OUTPUT_PREFIX}{MODEL_ARTIFACT}",) if key in run.data.tags]
             for key in stale:
                 self.client.delete_tag(run.info.run_id, key)
             self.client.update_run(run.info.run_id, status="RUNNING")
@@ -272,7 +274,7 @@ class MlflowTracker(Tracker):
                 return []
             ids = [experiment_id]
         else:
-            ids = [str(e.experiment_id) for e in self.client.search_experiments()]
+            ids = [str(e.experiment_id) for e in self._experiments_all()]
         query = " and ".join(f"tags.`{key}` = '{_quoted(value)}'" for key, value in tags.items())
         found = [self._tracked(run) for run in self._search(ids, query)] if ids else []
         runs = [run for run in found if all(run.tags.get(key) == value for key, value in tags.items())]
@@ -290,6 +292,16 @@ class MlflowTracker(Tracker):
                     raise
                 raise KeyError(f"no tracked run with id {ref.record}") from error
         return runs
+
+    def _experiments_all(self) -> Iterator[Any]:
+        """Every active experiment (all pages)."""
+        token = None
+        while True:
+            page = self.client.search_experiments(max_results=SEARCH_PAGE_SIZE, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
 
     def _search(self, experiment_ids: list[str], query: str) -> Iterator[Run]:
         """Every page of a run search (active runs)."""
