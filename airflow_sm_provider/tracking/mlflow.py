@@ -4,7 +4,9 @@ The tracking URI is the config's ``tracking_uri``, else ``MLFLOW_TRACKING_URI``.
 self-hosted server (``http://...``), a local store, or the ARN of a SageMaker managed MLflow
 tracking server or MLflow App: the MLflow client resolves ARNs through the ``sagemaker-mlflow``
 plugin (SigV4-signed with the default AWS credential chain, e.g. MWAA's execution role), and
-the training job is created with ``MlflowConfig`` so SageMaker links it to the run.
+the training job is created with ``MlflowConfig`` so SageMaker links it to the run. The plugin
+signs for the process's tracking URI (``mlflow.get_tracking_uri()``), not the client's, so a
+tracker on an ARN sets the process's tracking URI to it (a task process tracks one run).
 
 The content is that of the SageMaker Experiments backend, within MLflow's rules:
 
@@ -131,9 +133,13 @@ class MlflowTracker(Tracker):
     @classmethod
     def from_connection(cls, aws: AwsArgs, tracking_uri: str | None = None) -> MlflowTracker:
         """A client of ``tracking_uri`` (or ``MLFLOW_TRACKING_URI``); S3 reads on the connection."""
+        import mlflow
         from mlflow.tracking import MlflowClient
 
         uri = tracking_uri_of(tracking_uri)
+        if ARN_PATTERN.fullmatch(uri):
+            # The sagemaker-mlflow plugin signs for the process's tracking URI, not the client's.
+            mlflow.set_tracking_uri(uri)
         return cls(MlflowClient(tracking_uri=uri), uri, aws)
 
     # ------------------------------------------------------------------ runs

@@ -131,19 +131,29 @@ def test_a_bad_mlflow_arn_is_refused_before_the_job_exists(
         sagemaker.describe_training_job(TrainingJobName=name)
 
 
+@pytest.fixture
+def process_tracking_uri() -> Any:
+    """The process's MLflow tracking URI (which the sagemaker-mlflow plugin signs for), reset after."""
+    pytest.importorskip("sagemaker_mlflow", reason="needs the mlflow-sagemaker extra")
+    import mlflow
+
+    yield mlflow.set_tracking_uri
+    mlflow.set_tracking_uri(None)
+
+
 def test_the_plugins_signed_calls_reach_the_tracking_server_named_by_its_arn(
-    engine: Any, aws_env: Any, mlflow_tracking_server: dict
+    engine: Any, aws_env: Any, mlflow_tracking_server: dict, process_tracking_uri: Any
 ):
     """``sagemaker-mlflow`` with the engine's exports: the ARN is the tracking URI, signed by the
     engine's key; an unsigned call is refused like any other."""
     import urllib.error
     import urllib.request
 
-    pytest.importorskip("sagemaker_mlflow", reason="needs the mlflow-sagemaker extra")
     from mlflow.tracking import MlflowClient
 
     assert aws_env["SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT"] == engine.endpoint_url
     arn = mlflow_tracking_server["TrackingServerArn"]
+    process_tracking_uri(arn)
     signed = MlflowClient(tracking_uri=arn)
     run = signed.create_run(signed.create_experiment(f"signed-{uuid.uuid4().hex[:8]}"))
     signed.log_metric(run.info.run_id, "loss", 0.5, step=3)
@@ -161,11 +171,10 @@ def test_the_plugins_signed_calls_reach_the_tracking_server_named_by_its_arn(
 
 
 def test_a_task_tracked_on_an_arn_gets_its_job_linked_to_the_trackers_run(
-    engine: Any, aws_env: Any, s3_bucket: str, mlflow_tracking_server: dict
+    engine: Any, aws_env: Any, s3_bucket: str, mlflow_tracking_server: dict, process_tracking_uri: Any
 ):
     """The tracker on the tracking server's ARN (as on AWS): the job is created with MlflowConfig
     and the engine links it to the tracker's run, where the script's metrics land."""
-    pytest.importorskip("sagemaker_mlflow", reason="needs the mlflow-sagemaker extra")
     from mlflow.tracking import MlflowClient
 
     from airflow_sm_provider.naming import JobIdentity
