@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from jobs_support import training_config, upload_script
 
-pytestmark = pytest.mark.integration
+# About a minute of CPU (Airflow's dag.test(), two jobs, two trackers): on demand, with -m slow.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EPOCHS = 6
 SCRIPT = f"""
