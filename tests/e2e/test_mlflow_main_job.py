@@ -26,6 +26,7 @@ def _leaderboard(report: dict) -> list[tuple]:
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # two template sweeps
 def test_the_template_sweep_tracked_in_mlflow_reports_as_in_experiments(tmp_path: Path) -> None:
     pytest.importorskip("mlflow.server", reason="needs the mlflow-server extra")
     from mlflow.tracking import MlflowClient
