@@ -299,7 +299,10 @@ def _run_dag_in_this_process(conf: dict[str, Any]) -> None:
         ti.task_id + ("" if ti.map_index < 0 else f"[{ti.map_index}]"): ti.state
         for ti in dag_run.get_task_instances()
     }
-    runs = open_tracker(aws=AwsArgs()).find_runs(default_namespace(), DAG_ID, dag_run.run_id)
+    tracker = open_tracker(
+        conf.get("tracking_backend", "experiments"), AwsArgs(), conf.get("mlflow_tracking_uri") or None
+    )
+    runs = tracker.find_runs(default_namespace(), DAG_ID, dag_run.run_id)
     record = {
         "run_id": dag_run.run_id,
         "state": str(dag_run.state),

@@ -10,8 +10,9 @@ Both ``MetricPlotOperator`` and ``ComparisonReportOperator`` read their sweep wi
 - Without ``jobs``, the runs are those the tracker finds for this DAG run (by the identity
   tags every tracked run carries), each naming its job once the job has ended.
 - Each job becomes a :class:`SweepRun` from its ``DescribeTrainingJob`` response
-  (:func:`sweep_run`); its per-step series merges the CloudWatch Logs, the Run's own
-  ``log_metric`` points (BatchGetMetrics) and an optional metrics JSON.
+  (:func:`sweep_run`); its per-step series merges the CloudWatch Logs, the run's own
+  ``log_metric`` points (read through its tracker: BatchGetMetrics for SageMaker Experiments,
+  the metric history for MLflow) and an optional metrics JSON.
 
 No AWS or Airflow imports: :func:`gather` does its I/O through the hook and trackers it is given.
 """
@@ -19,8 +20,9 @@ No AWS or Airflow imports: :func:`gather` does its I/O through the hook and trac
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
     from airflow_sm_provider.aws_args import AwsArgs
     from airflow_sm_provider.tracking.base import RunRef, TrackedRun, Tracker
+
+log = logging.getLogger(__name__)
 
 _JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 #: Hyperparameters the SageMaker SDK and toolkits set for themselves (entry point, code, region…).
@@ -207,10 +211,6 @@ class SweepReader(Protocol):
         self, runs: Sequence[SweepRun], *, step_regex: str | None, metrics_json: str | None
     ) -> pd.DataFrame: ...
 
-    def run_series(
-        self, sources: Mapping[str, tuple[str, str]], metric_names: Iterable[str]
-    ) -> pd.DataFrame: ...
-
 
 @dataclass(frozen=True)
 class DagRunRuns:
@@ -220,6 +220,8 @@ class DagRunRuns:
     dag_id: str
     run_id: str
     experiment: str | None = None
+    backend: str = "experiments"
+    tracking_uri: str = ""
 
 
 @dataclass
@@ -235,23 +237,22 @@ def gather(
     reader: SweepReader,
     jobs: Any,
     *,
-    tracker: Callable[[str], Tracker],
+    tracker: Callable[[str, str], Tracker],
     step_regex: str | None,
     metrics_json: str | None = None,
     lookup: DagRunRuns | None = None,
 ) -> Sweep:
     """Read the sweep of ``jobs`` (or, when ``jobs`` is None, of ``lookup``'s DAG run).
 
-    ``tracker(backend)`` opens a run tracker; it is called only when some job is tracked.
+    ``tracker(backend, tracking_uri)`` opens a run tracker; it is called only when some job is
+    tracked (or to look the DAG run's runs up).
     """
     from airflow_sm_provider.metrics.series import merge
 
     if jobs is None:
         if lookup is None:
             raise ValueError("jobs: required (job names or the training task's XCom)")
-        from airflow_sm_provider.tracking.base import DEFAULT_BACKEND
-
-        found = tracker(DEFAULT_BACKEND).find_runs(
+        found = tracker(lookup.backend, lookup.tracking_uri).find_runs(
             lookup.namespace, lookup.dag_id, lookup.run_id, experiment=lookup.experiment
         )
         tracked_runs = {
@@ -266,29 +267,50 @@ def gather(
         names = job_names(jobs)
         refs = refs_in(jobs)
         tracked_runs = {}
-        for backend in sorted({ref.backend for ref in refs.values()}):
-            mine = [job for job, ref in refs.items() if ref.backend == backend]
-            runs = tracker(backend).get_runs([refs[job] for job in mine])
+        for where in sorted({(ref.backend, ref.tracking_uri) for ref in refs.values()}):
+            mine = [job for job, ref in refs.items() if (ref.backend, ref.tracking_uri) == where]
+            runs = tracker(*where).get_runs([refs[job] for job in mine])
             tracked_runs.update(zip(mine, runs, strict=True))
     runs = reader.describe_runs(names)
     frames = [reader.collect(runs, step_regex=step_regex, metrics_json=metrics_json)]
-    frames += _run_frames(reader, tracked_runs)
+    frames += _run_frames(tracker, tracked_runs)
     return Sweep(runs, merge(frames), {job: run.ref for job, run in tracked_runs.items()})
 
 
-def _run_frames(reader: SweepReader, tracked: Mapping[str, TrackedRun]) -> list[pd.DataFrame]:
-    """The runs' ``log_metric`` points: one BatchGetMetrics batch per set of metric names."""
-    by_metrics: dict[tuple[str, ...], dict[str, tuple[str, str]]] = {}
+def _run_frames(
+    tracker: Callable[[str, str], Tracker], tracked: Mapping[str, TrackedRun]
+) -> list[pd.DataFrame]:
+    """The runs' ``log_metric`` points, one ``metric_series`` call per tracker.
+
+    A tracker that cannot read them is logged and skipped, as a log source is: the runs are
+    drawn from their other sources.
+    """
+    from airflow_sm_provider.metrics.series import from_points
+
+    groups: dict[tuple[str, str], dict[str, TrackedRun]] = {}
     for job, run in tracked.items():
-        if run.metrics and run.ref.arn:
-            by_metrics.setdefault(run.metrics, {})[run.ref.arn] = (job, job)
-    return [reader.run_series(sources, metrics) for metrics, sources in by_metrics.items()]
+        if run.metrics:
+            groups.setdefault((run.ref.backend, run.ref.tracking_uri), {})[job] = run
+    frames = []
+    for where, runs in groups.items():
+        job_of = {run.ref.record: job for job, run in runs.items()}
+        try:
+            found = tracker(*where).metric_series(list(runs.values()))
+        except Exception as error:  # whatever the backend raises: the logs still draw the runs
+            log.warning("Metrics of the %s runs %s not read: %s", where[0], ", ".join(job_of), error)
+            continue
+        frames.append(
+            from_points(
+                (job_of[s.run.record], job_of[s.run.record], s.metric, s.steps, s.values) for s in found
+            )
+        )
+    return frames
 
 
-def tracker_opener(aws: AwsArgs) -> Callable[[str], Tracker]:
-    """Opens each backend's tracker once, on the operator's AWS connection."""
+def tracker_opener(aws: AwsArgs) -> Callable[[str, str], Tracker]:
+    """Opens each backend's tracker once per tracking URI, on the operator's AWS connection."""
     from functools import cache
 
     from airflow_sm_provider.tracking.base import open_tracker
 
-    return cache(lambda backend: open_tracker(backend, aws))
+    return cache(lambda backend, tracking_uri: open_tracker(backend, aws, tracking_uri or None))

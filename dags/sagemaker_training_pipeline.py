@@ -2,7 +2,8 @@
 ### SageMaker training sweep (template)
 
 Preprocess a dataset with a **Processing job**, train **one Training job per candidate** of a
-hyperparameter grid (each tracked as a **SageMaker Experiments Run**), wait for all of them with
+hyperparameter grid (each tracked as a **SageMaker Experiments Run**, or an **MLflow run** with
+`tracking_backend` = `mlflow`), wait for all of them with
 **one deferred sensor**, publish **per-epoch learning curves** to S3 while they train, and write
 a **comparison report** (leaderboard, curves, parameter effects, health flags) to S3:
 
@@ -22,7 +23,7 @@ set them for your account (bucket, role, images) before unpausing.
 `s3://{bucket}/{prefix}/reports/sagemaker_training_pipeline/{run_id}/report.html` (the report
 task's extra link opens it), the charts at `s3://{bucket}/{prefix}/{job}/metrics/{metric}.png`
 and `s3://{bucket}/{prefix}/plots/...`, the models at `s3://{bucket}/{prefix}/runs/{run_id}/models/`,
-and the runs in the experiment (SageMaker Studio) named by `experiment`.
+and the runs in the experiment (SageMaker Studio, or MLflow's UI) named by `experiment`.
 
 **A failed job** is reported with its reason; the final `outcome` task then fails the DAG run,
 unless `allow_partial_failure` is on. **Notifications** (opt-in): set `notify_sns_topic_arn`
@@ -101,6 +102,23 @@ with DAG(
     tags=["sagemaker", "template", "experiments"],
     params=training_params(
         {
+            "tracking_backend": Param(
+                "experiments",
+                type="string",
+                enum=["experiments", "mlflow"],
+                title="Tracking backend",
+                description="Where the runs are tracked: SageMaker Experiments, or MLflow (see below).",
+            ),
+            "mlflow_tracking_uri": Param(
+                "",
+                type="string",
+                maxLength=2048,
+                title="MLflow tracking URI",
+                description=(
+                    "With the mlflow backend: a tracking server URL, or a SageMaker MLflow tracking "
+                    "server / MLflow App ARN; empty for the workers' MLFLOW_TRACKING_URI."
+                ),
+            ),
             "processing_image": Param(
                 DEFAULT_IMAGE,
                 type="string",
@@ -233,6 +251,8 @@ with DAG(
     train = TrainingJobOperator.partial(
         task_id="train",
         experiment="{{ params.experiment }}",
+        tracking_backend="{{ params.tracking_backend }}",
+        tracking_uri="{{ params.mlflow_tracking_uri }}",
         wait_for_completion=False,
         **AWS,
         **RETRIES,

@@ -84,3 +84,34 @@ def airflow_db() -> Path:
 def dags_folder() -> Path:
     """The folder Airflow's DAG bundle reads: ``dag.test()`` in Airflow 3 runs DAGs found there."""
     return _DAGS_FOLDER
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_server(engine) -> dict:
+    """One SageMaker MLflow tracking server on the session's engine (a real ``mlflow server`` with
+    a SQLite store); its DescribeMlflowTrackingServer response once Created.
+
+    Skipped where the ``mlflow`` package is not installed (extra ``mlflow-server``).
+    """
+    import time
+
+    pytest.importorskip("mlflow.server", reason="needs the mlflow-server extra")
+    sagemaker = engine.client("sagemaker")
+    sagemaker.create_mlflow_tracking_server(
+        TrackingServerName="tests",
+        ArtifactStoreUri="s3://mlflow-artifacts/tests",
+        RoleArn="arn:aws:iam::123456789012:role/SageMakerRole",
+    )
+    deadline = time.monotonic() + 180
+    while (described := sagemaker.describe_mlflow_tracking_server(TrackingServerName="tests"))[
+        "TrackingServerStatus"
+    ] == "Creating" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert described["TrackingServerStatus"] == "Created", described
+    return described
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_tracking_server: dict) -> str:
+    """The URL of the session's MLflow tracking server, for ``MlflowClient`` and the tracker."""
+    return mlflow_tracking_server["TrackingServerUrl"]

@@ -7,8 +7,7 @@ and step, logs first):
 - CloudWatch Logs: every stream of the job (``algo-1``, ``algo-2``, a restart's new stream),
   every page, read with :class:`~airflow_sm_provider.hooks.logs.JobLogTailer` and matched with
   the job's own ``MetricDefinitions`` (from ``DescribeTrainingJob``) plus ``step_regex``;
-- ``sagemaker-metrics`` BatchGetMetrics for the points a script logged on its Run, at most
-  100 queries a call (:meth:`SageMakerMetricsHook.run_series`);
+- (the points a script logged on its tracked run are read by its tracker, ``sweep.gather``);
 - a metrics JSON the script wrote to S3 (``metrics_json``, a URI with ``{job}`` in it).
 
 A source that fails (no log group yet, a JSON not written) gives no points and a warning,
@@ -21,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -109,22 +108,6 @@ class SageMakerMetricsHook(AwsBaseHook):
         return series.from_log_events(
             events, run.metric_definitions, run=run.run, job=run.job, step_regex=step_regex
         )
-
-    def run_series(self, sources: Mapping[str, tuple[str, str]], metric_names: Iterable[str]) -> pd.DataFrame:
-        """Per-step points logged on Runs: ``sources`` maps a trial component ARN to its (run, job).
-
-        ``BatchGetMetrics`` with ``Period`` and ``XAxisType`` ``IterationNumber``, at most 100
-        queries per call.
-        """
-        client = self.client("sagemaker-metrics")
-        frames = []
-        for queries in series.batch_get_metric_queries(sources, list(metric_names)):
-            try:
-                response = client.batch_get_metrics(MetricQueries=queries)
-            except ClientError as error:
-                raise api_error(error, "BatchGetMetrics") from error
-            frames.append(series.from_batch_get_metrics(response, queries, sources))
-        return series.merge(frames)
 
     def json_series(self, run: SweepRun, uri: str) -> pd.DataFrame:
         """The points of a metrics JSON in S3 (format: ``series.from_metrics_json``); none if absent."""

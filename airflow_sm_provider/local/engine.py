@@ -100,6 +100,7 @@ class LocalEngine:
         self.jobs: Any = None
         self.experiments: Any = None
         self.events: Any = None  # the EventPublisher, while running
+        self.mlflow: Any = None  # the MlflowBackend, while running
         self.ctx: EngineContext | None = None
 
     @property
@@ -151,6 +152,7 @@ class LocalEngine:
         from airflow_sm_provider.local.iam import IamRoles
         from airflow_sm_provider.local.jobs import JobsBackend
         from airflow_sm_provider.local.metrics import MetricsBackend
+        from airflow_sm_provider.local.mlflow_backend import MlflowBackend
         from airflow_sm_provider.local.protocol_errors import AwsErrors
         from airflow_sm_provider.local.server import EngineApp
 
@@ -206,16 +208,23 @@ class LocalEngine:
             stop_grace_seconds=self._stop_grace_seconds,
             events=self.events,
         )
+        self.mlflow = MlflowBackend(self.ctx)
+        self.jobs.mlflow = self.mlflow
         self.experiments.register_search_resource("TrainingJob", self.jobs.search_records_training)
         self.jobs.recover()
         keys = engine_credentials.KeyRing(own_key, self.jobs.job_credentials)
         router = EngineApp(
-            sagemaker_ops={**self.experiments.operations(), **self.jobs.operations()},
+            sagemaker_ops={
+                **self.experiments.operations(),
+                **self.jobs.operations(),
+                **self.mlflow.operations(),
+            },
             metrics_ops=MetricsBackend(self.ctx).operations(),
             credentials=keys.hand_out,
             # moto answers the other services; what it cannot do comes back as an AWS error
             aws_app=AwsErrors(IamRoles(aws_app, self.ctx.account_id)),
             interrupt=self.jobs.interrupt,
+            mlflow_app=self.mlflow.proxy,
         )
         holder["app"] = Gate(router, keys.key, HostRule(self.host, self._allowed_hosts))
         self._thread = threading.Thread(
@@ -232,6 +241,8 @@ class LocalEngine:
             if self.jobs is not None:
                 self.jobs.shutdown()
         finally:
+            if self.mlflow is not None:
+                self.mlflow.shutdown()
             if self._thread is not None:
                 self._server.shutdown()
                 self._thread.join(timeout=5)
@@ -242,7 +253,7 @@ class LocalEngine:
             if self._mirror is not None:
                 self._mirror.close()
             self._server = self._thread = self._mirror = None
-            self.jobs = self.experiments = self.events = self.ctx = None
+            self.jobs = self.experiments = self.events = self.mlflow = self.ctx = None
             if self._temp_dir is not None:
                 shutil.rmtree(self._temp_dir, ignore_errors=True)
                 self._temp_dir = None
@@ -257,7 +268,8 @@ class LocalEngine:
         """Environment variables that send boto3, the Amazon provider and the SDK here.
 
         The keys are the engine's own (:attr:`credentials`); AWS would reject them. The
-        sagemaker SDK's telemetry is opted out so nothing tries to reach AWS.
+        sagemaker SDK's telemetry is opted out so nothing tries to reach AWS, and the
+        ``sagemaker-mlflow`` plugin sends its MLflow calls here.
         """
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -266,6 +278,8 @@ class LocalEngine:
             "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.ctx.sdk_config_path()),
+            # The sagemaker-mlflow plugin sends MLflow calls of ARN tracking URIs here.
+            "SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT": self.endpoint_url,
         }
 
     def client(self, service: str) -> Any:

@@ -27,7 +27,7 @@ _TRAINING_FIELDS = (
     "FinalMetricDataList", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
     "EnableManagedSpotTraining", "CheckpointConfig", "TrainingTimeInSeconds", "BillableTimeInSeconds",
     "DebugHookConfig", "ExperimentConfig", "DebugRuleConfigurations", "TensorBoardOutputConfig",
-    "ProfilerConfig", "Environment", "RetryStrategy",
+    "ProfilerConfig", "Environment", "RetryStrategy", "MlflowConfig", "MlflowDetails",
 )  # fmt: skip
 _TRAINING_SUMMARY_FIELDS = (
     "TrainingJobName", "TrainingJobArn", "CreationTime", "TrainingEndTime", "LastModifiedTime",

@@ -37,8 +37,11 @@ class JobsBackend(JobThreads):
     """SageMaker training and processing jobs, run for real as local subprocesses.
 
     The API handlers are here; the threads they start, and recovery and shutdown, are
-    :class:`JobThreads`' (:mod:`scheduler`).
+    :class:`JobThreads`' (:mod:`scheduler`). ``mlflow`` (set by the engine) links training
+    jobs with ``MlflowConfig`` to their MLflow runs (:mod:`mlflow_backend`).
     """
+
+    mlflow: Any = None
 
     def operations(self) -> dict[str, Handler]:
         return {
@@ -86,6 +89,11 @@ class JobsBackend(JobThreads):
         record.update(k.new_state(now))
         if params.get("ExperimentConfig"):
             record["ExperimentConfig"] = job_experiments.run_component_name(params["ExperimentConfig"])
+        mlflow_config = params.get("MlflowConfig")
+        if mlflow_config:
+            if self.mlflow is None:
+                raise ValidationException("MlflowConfig: this engine serves no MLflow tracking servers")
+            self.mlflow.resolve(mlflow_config["MlflowResourceArn"])  # a bad ARN: nothing is created
         try:
             self.ctx.store.insert(k.kind, name, record)
         except AlreadyExists as err:
@@ -95,6 +103,9 @@ class JobsBackend(JobThreads):
             ) from err
         try:
             job_experiments.link_job(self.experiments, k.word, record)
+            if mlflow_config:
+                linked = self.mlflow.link_job(name, arn, mlflow_config, params.get("Environment") or {})
+                self.ctx.store.update(k.kind, name, lambda current: {**current, **linked})
         except BaseException:
             self.ctx.store.delete(k.kind, name)
             raise

@@ -43,6 +43,7 @@ from airflow_sm_provider.local.container import (
 from airflow_sm_provider.local.control import Control, EndReason, RunResult, RunSettings
 from airflow_sm_provider.local.errors import JobFailure
 from airflow_sm_provider.local.lifecycle import Event
+from airflow_sm_provider.local.mlflow_backend import JOB_ENVIRONMENT_KEY as MLFLOW_ENVIRONMENT
 from airflow_sm_provider.local.process import ProcessEnd, ProcessGroup, run_process
 from airflow_sm_provider.local.runtimes import Runtime, python_notes
 from airflow_sm_provider.local.transfer import (
@@ -206,9 +207,9 @@ class TrainingRun(JobRun):
         hps = {k: decode_hyperparameter(v) for k, v in (req.get("HyperParameters") or {}).items()}
         command, code_dir = self._entry_point(hps, s3)
         write_training_config(req, p)
-        base = base_environment(
-            self.settings, self.runtime, req.get("Environment") or {}, self.credentials_uri, self.token
-        )
+        # The job's MLflow run (MlflowConfig, see mlflow_backend) after its own Environment.
+        user_env = {**(req.get("Environment") or {}), **(req.get(MLFLOW_ENVIRONMENT) or {})}
+        base = base_environment(self.settings, self.runtime, user_env, self.credentials_uri, self.token)
         env = training_environment(req, p, base, hps, channels, code_dir, self.arn)
         if (early := self._stopped_early()) is not None:
             return early

@@ -9,6 +9,8 @@ environ. Each request is then routed once, by what identifies a service on the w
   ``POST /BatchGetMetrics``) signed for service ``sagemaker`` -> the engine's metrics
   handlers. Path and signature together: to moto, ``PUT /BatchPutMetrics`` alone is an S3
   CreateBucket of a bucket named "BatchPutMetrics";
+* a request signed for ``sagemaker-mlflow`` (the ``sagemaker-mlflow`` plugin's MLflow REST
+  calls) -> the tracking server its ARN header names (:mod:`mlflow_backend`);
 * ``/_engine/...`` -> the engine's own endpoints (health, a job's container credentials,
   a simulated spot interruption);
 * any other request signed for ``sagemaker`` (sagemaker-runtime, ...) -> UnknownOperation:
@@ -53,6 +55,8 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 SIGNING_NAME = "sagemaker"
+#: What the sagemaker-mlflow plugin signs a tracking server's MLflow REST calls for.
+MLFLOW_SIGNING_NAME = "sagemaker-mlflow"
 _INTERRUPT_PREFIX = "/_engine/interrupt/"
 _JSON11 = "application/x-amz-json-1.1"
 _JSON = "application/json"
@@ -105,12 +109,14 @@ class EngineApp:
         aws_app: WsgiApp,
         interrupt: Callable[[str], object] | None = None,
         faults: FaultInjector | None = None,
+        mlflow_app: WsgiApp | None = None,
     ) -> None:
         self._sagemaker_ops = sagemaker_ops
         self._metrics_ops = metrics_ops
         self._credentials = credentials
         self._interrupt = interrupt
         self._aws_app = aws_app
+        self._mlflow_app = mlflow_app
         self._metrics_routes = metrics_routes()
         self.faults = faults if faults is not None else FaultInjector.from_environ()
 
@@ -123,6 +129,8 @@ class EngineApp:
         if path.startswith("/_engine/"):
             return self._engine_route(method, path, environ, start_response)
         signed_for = environ.get(SERVICE_KEY)
+        if signed_for == MLFLOW_SIGNING_NAME and self._mlflow_app is not None:
+            return self._mlflow_app(environ, start_response)
         if target and not speaks_target(signed_for, target):
             error = UnknownOperation(f"Unknown operation {target} for service {signed_for}")
             return _respond(start_response, error.status, error.to_body(), _JSON11, error_code=error.code)

@@ -9,8 +9,9 @@ Sources, each turned into this frame by a pure function here (the hooks do the I
 
 - CloudWatch Logs events, matched with the job's ``MetricDefinitions``
   (:func:`from_log_events`);
-- ``sagemaker-metrics`` BatchGetMetrics responses for the Runs' ``log_metric`` points
-  (:func:`batch_get_metric_queries`, :func:`from_batch_get_metrics`);
+- the points a script logged on its tracked run, as its tracker reads them back
+  (``Tracker.metric_series``: BatchGetMetrics for Experiments, the metric history for MLflow)
+  (:func:`from_points`);
 - a metrics JSON the training script writes (:func:`from_metrics_json`).
 
 :func:`merge` keeps one point per (run, metric, step): logs before run before s3, since the
@@ -50,8 +51,6 @@ DTYPES = {
 }
 # Precedence in merge(): earlier wins for the same (run, metric, step).
 SOURCES = ("logs", "run", "s3")
-MAX_QUERIES_PER_CALL = 100  # botocore sagemaker-metrics: MetricQueryList max 100
-_TRIAL_COMPONENT_ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:[a-z\-].*/.*")
 _HOST = re.compile(r"algo-(\d+)")
 
 
@@ -158,78 +157,21 @@ def from_log_events(
     )
 
 
-def batch_get_metric_queries(
-    trial_component_arns: Iterable[str], metric_names: Iterable[str], *, stat: str = "Avg"
-) -> list[list[dict[str, str]]]:
-    """``BatchGetMetrics`` request bodies' ``MetricQueries``, at most 100 per call, per step.
-
-    One query per (trial component, metric) with ``Period`` and ``XAxisType`` both
-    ``IterationNumber``, so each point is one ``log_metric`` step (``stat`` aggregates points a
-    script logged twice for one step). ``ResourceArn`` must be an ARN: the API takes no names.
-    """
-    arns = list(trial_component_arns)
-    for i, arn in enumerate(arns):
-        if not _TRIAL_COMPONENT_ARN.fullmatch(arn):
-            raise ValueError(f"trial_component_arns[{i}]: {arn!r} is not a SageMaker ARN")
-    queries = [
-        {
-            "MetricName": name,
-            "ResourceArn": arn,
-            "MetricStat": stat,
-            "Period": "IterationNumber",
-            "XAxisType": "IterationNumber",
-        }
-        for arn in arns
-        for name in metric_names
-    ]
-    return [queries[i : i + MAX_QUERIES_PER_CALL] for i in range(0, len(queries), MAX_QUERIES_PER_CALL)]
-
-
-def from_batch_get_metrics(
-    response: Mapping[str, Any],
-    queries: Sequence[Mapping[str, str]],
-    run_of_source: Mapping[str, tuple[str, str]],
+def from_points(
+    series: Iterable[tuple[str, str, str, Sequence[int], Sequence[float]]],
 ) -> pd.DataFrame:
-    """The series of one ``BatchGetMetrics`` response (source ``"run"``).
-
-    The response's ``MetricQueryResults`` answer ``queries`` in order and name neither metric
-    nor resource, so the queries sent come along; ``run_of_source`` maps each query's
-    ``ResourceArn`` to its ``(run, job)``. Results with a ``ValidationError`` or
-    ``InternalError`` status are logged and skipped; ``Truncated`` ones are kept and logged.
-    No timestamps come back with ``XAxisType=IterationNumber``, so ``timestamp`` is NaT.
-    """
-    results = list(response.get("MetricQueryResults") or [])
-    if len(results) != len(queries):
-        raise ValueError(
-            f"MetricQueryResults: {len(results)} results for {len(queries)} queries; must be one per query"
-        )
+    """The points a tracker read back from runs, as ``(run, job, metric, steps, values)``
+    (source ``"run"``; no timestamps, as BatchGetMetrics by step gives none)."""
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS if name != "finite"}
-    for query, result in zip(queries, results, strict=True):
-        status = result.get("Status")
-        if status not in ("Complete", "Truncated"):
-            log.warning(
-                "BatchGetMetrics %s for %s: %s %s",
-                query["MetricName"],
-                query["ResourceArn"],
-                status,
-                result.get("Message", ""),
-            )
-            continue
-        if status == "Truncated":
-            log.warning("BatchGetMetrics %s for %s was truncated", query["MetricName"], query["ResourceArn"])
-        run, job = run_of_source[query["ResourceArn"]]
-        steps = [int(x) for x in result.get("XAxisValues") or []]
-        values = [float(v) for v in result.get("MetricValues") or []]
+    for run, job, metric, steps, values in series:
         if len(steps) != len(values):
-            raise ValueError(
-                f"MetricQueryResults: XAxisValues and MetricValues differ in length for {query['MetricName']}"
-            )
+            raise ValueError(f"{metric} of {run}: {len(steps)} steps for {len(values)} values")
         n = len(steps)
         columns["run"] += [run] * n
         columns["job"] += [job] * n
-        columns["metric"] += [query["MetricName"]] * n
-        columns["step"] += steps
-        columns["value"] += values
+        columns["metric"] += [metric] * n
+        columns["step"] += [int(step) for step in steps]
+        columns["value"] += [float(value) for value in values]
         columns["timestamp"] += [math.nan] * n
         columns["source"] += ["run"] * n
     return _frame(columns)

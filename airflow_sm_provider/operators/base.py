@@ -21,10 +21,10 @@ botocore are imported inside the methods that run on a worker.
 
 Run tracking (training, see ``TrainingJobOperator``): before the job is created the task's
 run is started or continued through a tracker (``tracking.base``) and the job's Create request
-gets the run's fields (``ExperimentConfig``); the run's reference goes to XCom (so the task
-finds it again after a deferral) and into the summary; when the operator sees the job end it
-logs the outcome on the run. A run that cannot be updated fails the task: a retry reuses the
-completed job and logs its end again.
+gets the run's fields (``ExperimentConfig``; for MLflow ``Environment`` and ``MlflowConfig``);
+the run's reference goes to XCom (so the task finds it again after a deferral) and into the
+summary; when the operator sees the job end it logs the outcome on the run. A run that cannot
+be updated fails the task: a retry reuses the completed job and logs its end again.
 
 On Airflow older than 3.3 a trigger has no ``on_kill``: a task killed while deferred leaves its
 job running (the job still ends at its ``StoppingCondition``); use ``deferrable=False`` where
@@ -220,17 +220,23 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         self, context: Context, tracking: TrackingConfig, identity: JobIdentity, config: dict[str, Any]
     ) -> dict[str, Any]:
         """Start or continue the task's run; returns ``config`` with the fields linking the job to it."""
-        from airflow_sm_provider.tracking.base import open_tracker
+        from airflow_sm_provider.tracking.base import open_tracker, with_job_fields
         from airflow_sm_provider.tracking.records import run_start
 
         prefix = str(config.get(KINDS[self.job_kind].name_key) or self.job_kind.value)
-        run = open_tracker(tracking.backend, self.aws).start_run(
+        run = open_tracker(tracking.backend, self.aws, tracking.tracking_uri).start_run(
             tracking, identity, prefix, run_start(config)
         )
         self._run = run
         context["ti"].xcom_push(key=RUN_XCOM_KEY, value=run.to_xcom())
-        self.log.info("Tracked as run %s of experiment %s (%s)", run.run_name, run.experiment, run.arn)
-        return {**config, **run.job_fields}
+        self.log.info(
+            "Tracked as %s run %s of experiment %s (%s)",
+            run.backend,
+            run.run_name,
+            run.experiment,
+            run.arn or run.record,
+        )
+        return with_job_fields(config, run)
 
     def _with_run(self, summary: JobSummary) -> JobSummary:
         """The job's XCom summary with the task's tracked run, if any."""

@@ -137,6 +137,10 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
         ``TrainingJobOperator``, e.g. a mapped task's ``.output``), or a list of them. None:
         the runs the tracker finds for this DAG run (tracked tasks, jobs ended).
     :param experiment: with ``jobs=None``, look in this experiment only.
+    :param tracking_backend: with ``jobs=None``, the backend to look in: ``experiments`` or
+        ``mlflow`` (templated). Job summaries carry their own run's backend and tracking URI.
+    :param tracking_uri: with ``jobs=None`` and ``mlflow``, the tracking URI (templated);
+        default ``MLFLOW_TRACKING_URI``.
     :param bucket: S3 bucket of the charts (templated).
     :param prefix: key prefix (templated); keys as in the module docstring.
     :param metrics: the metrics to chart; default every metric the jobs define or log.
@@ -156,7 +160,7 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = aws_template_fields(
-        "jobs", "bucket", "prefix", "metrics", "metrics_json"
+        "jobs", "tracking_backend", "tracking_uri", "bucket", "prefix", "metrics", "metrics_json"
     )
     ui_color = "#e8f4ea"
 
@@ -166,6 +170,8 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
         bucket: str,
         jobs: Any = None,
         experiment: str | None = None,
+        tracking_backend: str = "experiments",
+        tracking_uri: str | None = None,
         prefix: str = "",
         metrics: Sequence[str] | None = None,
         log_scale_metrics: Iterable[str] = (),
@@ -187,6 +193,8 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
             metric_direction(metric, {metric: direction})
         self.jobs = jobs
         self.experiment = experiment
+        self.tracking_backend = tracking_backend
+        self.tracking_uri = tracking_uri
         self.bucket = bucket
         self.prefix = prefix
         self.metrics = metrics
@@ -241,16 +249,25 @@ class SweepArguments(Protocol):
     hook: SageMakerMetricsHook
     jobs: Any
     experiment: str | None
+    tracking_backend: str
+    tracking_uri: str | None
     step_regex: str | None
     metrics_json: str | None
 
 
-def read_sweep(op: SweepArguments, context: Context, trackers: Callable[[str], Any]) -> Sweep:
+def read_sweep(op: SweepArguments, context: Context, trackers: Callable[[str, str], Any]) -> Sweep:
     """The sweep of a plot or report operator, from its rendered arguments."""
     from airflow_sm_provider.operators.base import default_namespace
 
     ti = context["ti"]
-    lookup = DagRunRuns(default_namespace(), ti.dag_id, ti.run_id, op.experiment)
+    lookup = DagRunRuns(
+        default_namespace(),
+        ti.dag_id,
+        ti.run_id,
+        op.experiment,
+        backend=op.tracking_backend,
+        tracking_uri=op.tracking_uri or "",
+    )
     return gather(
         op.hook,
         op.jobs,
@@ -266,7 +283,7 @@ def plot_artifact_name(metric: str) -> str:
     return f"curve:{metric}"[:128]
 
 
-def record_on_runs(sweep: Sweep, uris: PlotUris, trackers: Callable[[str], Any], log: Any) -> None:
+def record_on_runs(sweep: Sweep, uris: PlotUris, trackers: Callable[[str, str], Any], log: Any) -> None:
     """Log each tracked job's chart URIs on its run (``log_artifact``, no second upload).
 
     Recording is a convenience: a tracker that refuses is logged, and the task goes on.
@@ -282,7 +299,7 @@ def record_on_runs(sweep: Sweep, uris: PlotUris, trackers: Callable[[str], Any],
             )
         artifacts = {plot_artifact_name(m): uri for m, uri in charts[:PLOT_ARTIFACTS_PER_RUN]}
         try:
-            trackers(ref.backend).log_artifacts(ref, artifacts)
+            trackers(ref.backend, ref.tracking_uri).log_artifacts(ref, artifacts)
         except Exception as error:  # whatever the backend raises: the charts are published already
             log.warning("Charts of job %s not recorded on run %s: %s", job, ref.run_name, error)
 

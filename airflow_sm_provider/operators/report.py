@@ -108,6 +108,10 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
         task's ``.output``), or a list of them. None: the runs the tracker finds for this DAG
         run (tracked tasks, jobs ended).
     :param experiment: with ``jobs=None``, look in this experiment only.
+    :param tracking_backend: with ``jobs=None``, the backend to look in: ``experiments`` or
+        ``mlflow`` (templated). Job summaries carry their own run's backend and tracking URI.
+    :param tracking_uri: with ``jobs=None`` and ``mlflow``, the tracking URI (templated);
+        default ``MLFLOW_TRACKING_URI``.
     :param objective_metric: the metric the sweep optimises (templated), e.g. ``validation:loss``.
     :param objective_direction: ``"Minimize"`` or ``"Maximize"`` (templated).
     :param rank_by: ``"final"`` (the last value, or the job's FinalMetricDataList entry: what
@@ -129,6 +133,8 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
     template_fields: Sequence[str] = aws_template_fields(
         "jobs",
         "experiment",
+        "tracking_backend",
+        "tracking_uri",
         "objective_metric",
         "objective_direction",
         "rank_by",
@@ -146,6 +152,8 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
         bucket: str,
         jobs: Any = None,
         experiment: str | None = None,
+        tracking_backend: str = "experiments",
+        tracking_uri: str | None = None,
         prefix: str = "",
         objective_direction: str = "Minimize",
         rank_by: str = "final",
@@ -163,6 +171,8 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
         super().__init__(trigger_rule=trigger_rule, **kwargs)
         self.jobs = jobs
         self.experiment = experiment
+        self.tracking_backend = tracking_backend
+        self.tracking_uri = tracking_uri
         self.objective_metric = objective_metric
         self.objective_direction = objective_direction
         self.rank_by = rank_by

@@ -16,9 +16,10 @@ training task makes them:
    (every run of an experiment, for a retrain's champion), :meth:`Tracker.metric_series`
    (per-step values) and :meth:`Tracker.log_artifacts` (e.g. plot URIs on a run).
 
-Backends: ``experiments`` (SageMaker Experiments through the SDK's ``Run``). A second one
-(MLflow) implements the same methods; :func:`open_tracker` picks one by name and imports it
-lazily, so nothing here costs a DAG parse.
+Backends: ``experiments`` (SageMaker Experiments through the SDK's ``Run``, the default) and
+``mlflow`` (any MLflow tracking server, SageMaker managed MLflow included; its runs live at a
+tracking URI, which the run's reference carries). :func:`open_tracker` picks one by name and
+imports it lazily, so nothing here costs a DAG parse.
 
 Pure: no AWS or Airflow imports.
 """
@@ -41,6 +42,7 @@ DEFAULT_BACKEND = "experiments"
 #: backend name -> "module:class" of its Tracker, imported on first use.
 BACKENDS: dict[str, str] = {
     "experiments": "airflow_sm_provider.tracking.experiments:ExperimentsTracker",
+    "mlflow": "airflow_sm_provider.tracking.mlflow:MlflowTracker",
 }
 
 
@@ -52,7 +54,9 @@ class TrackingConfig:
         Lower-cased, as the SDK's ``Run`` stores it; 1 to 59 letters, digits and hyphens.
     :param run_name: readable prefix of the run's name; default the job's name prefix. The
         run's name adds a hash of the task's identity; the prefix may have 48 characters.
-    :param backend: the tracking backend (``experiments``).
+    :param backend: the tracking backend: ``experiments`` or ``mlflow``.
+    :param tracking_uri: the MLflow tracking URI (``mlflow`` only): a server's URL, or the ARN
+        of a SageMaker managed MLflow tracking server or MLflow App; default ``MLFLOW_TRACKING_URI``.
 
     Invalid names raise ``ConfigValidationError`` naming the field and the rule, so a task
     refuses them before any job or run exists.
@@ -61,6 +65,7 @@ class TrackingConfig:
     experiment: str
     run_name: str | None = None
     backend: str = DEFAULT_BACKEND
+    tracking_uri: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "experiment", names.experiment_name(self.experiment))
@@ -70,6 +75,8 @@ class TrackingConfig:
             raise ConfigValidationError(
                 "training", [("tracking backend", f"must be one of {sorted(BACKENDS)}; got {self.backend!r}")]
             )
+        if self.tracking_uri and self.backend != "mlflow":
+            raise ConfigValidationError("training", [("tracking_uri", "is for the mlflow backend only")])
 
     def run_name_for(self, job_prefix: str, identity: JobIdentity) -> str:
         """The run's name for a task instance: the same on every try."""
@@ -86,17 +93,21 @@ class RunRef:
     #: The backend's own id of the run: a trial component name, an MLflow run id.
     record: str
     arn: str = ""
-    #: Fields the job's Create request takes verbatim to log onto this run (not in XComs).
+    #: Fields the job's Create request takes to log onto this run (not in XComs); mappings
+    #: (``Environment``) are merged into the request's own (:func:`with_job_fields`).
     job_fields: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: Where the backend keeps the run, when it has more than one place (MLflow's tracking URI).
+    tracking_uri: str = ""
 
     def to_xcom(self) -> dict[str, str]:
-        return {
+        data = {
             "backend": self.backend,
             "experiment": self.experiment,
             "run_name": self.run_name,
             "record": self.record,
             "arn": self.arn,
         }
+        return {**data, "tracking_uri": self.tracking_uri} if self.tracking_uri else data
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> RunRef:
@@ -110,6 +121,7 @@ class RunRef:
             run_name=str(data["run_name"]),
             record=str(data["record"]),
             arn=str(data.get("arn") or ""),
+            tracking_uri=str(data.get("tracking_uri") or ""),
         )
 
 
@@ -185,24 +197,39 @@ class Tracker(ABC):
         is replaced, so republishing stays within the backend's artifact limits."""
 
 
-def open_tracker(backend: str = DEFAULT_BACKEND, aws: AwsArgs | None = None) -> Tracker:
-    """The tracker of ``backend``, its clients built from the Airflow AWS connection of ``aws``."""
+def open_tracker(
+    backend: str = DEFAULT_BACKEND, aws: AwsArgs | None = None, tracking_uri: str | None = None
+) -> Tracker:
+    """The tracker of ``backend``, its clients built from the Airflow AWS connection of ``aws``
+    (and, for MLflow, on ``tracking_uri``, default ``MLFLOW_TRACKING_URI``)."""
     try:
         module_name, class_name = BACKENDS[backend].split(":")
     except KeyError:
         raise ValueError(f"unknown tracking backend {backend!r}; known: {sorted(BACKENDS)}") from None
     tracker_class = getattr(importlib.import_module(module_name), class_name)
-    return tracker_class.from_connection(aws or AwsArgs())
+    options = {"tracking_uri": tracking_uri} if tracking_uri else {}
+    return tracker_class.from_connection(aws or AwsArgs(), **options)
+
+
+def with_job_fields(config: Mapping[str, Any], ref: RunRef) -> dict[str, Any]:
+    """A Create request with the run's ``job_fields``: a mapping field (``Environment``) merged
+    into the request's own, the run's keys winning; any other field set."""
+    result = dict(config)
+    for key, value in ref.job_fields.items():
+        own = result.get(key)
+        result[key] = {**own, **value} if isinstance(own, Mapping) and isinstance(value, Mapping) else value
+    return result
 
 
 def log_job_ends(aws: AwsArgs, ended: Sequence[tuple[RunRef, Mapping[str, Any]]]) -> None:
     """Log each ended job's outcome on its run: (run, DescribeTrainingJob response) pairs.
 
     The one path by which a job's end reaches its run, whoever observed the end (the operator
-    that waited, or ``JobSensor``); one tracker per backend.
+    that waited, or ``JobSensor``); one tracker per backend and tracking URI.
     """
-    trackers: dict[str, Tracker] = {}
+    trackers: dict[tuple[str, str], Tracker] = {}
     for ref, describe in ended:
-        if ref.backend not in trackers:
-            trackers[ref.backend] = open_tracker(ref.backend, aws)
-        trackers[ref.backend].end_run(ref, run_end(describe))
+        where = (ref.backend, ref.tracking_uri)
+        if where not in trackers:
+            trackers[where] = open_tracker(ref.backend, aws, ref.tracking_uri)
+        trackers[where].end_run(ref, run_end(describe))

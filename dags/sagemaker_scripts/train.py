@@ -6,7 +6,10 @@ hyperparameters as ``--name value`` arguments, the model to ``SM_MODEL_DIR``. Ev
 - prints ``epoch=N train_loss=… val_loss=… val_accuracy=…`` (the job's MetricDefinitions parse
   these lines from CloudWatch Logs, at full per-epoch resolution);
 - logs the same values with ``run.log_metric(name, value, step=epoch)`` when the job belongs to a
-  SageMaker Experiments Run (``load_run()`` finds it from the job's ExperimentConfig);
+  SageMaker Experiments Run (``load_run()`` finds it from the job's ExperimentConfig), or with
+  ``mlflow.log_metric(name, value, step=epoch)`` when it belongs to an MLflow run (the provider
+  puts ``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` in the job's environment, and the MLflow
+  client resumes that run);
 - saves a checkpoint to ``/opt/ml/checkpoints``, so a spot job that is interrupted resumes from
   its last finished epoch instead of starting over.
 
@@ -68,6 +71,27 @@ def experiment_run():
         return contextlib.nullcontext()
 
 
+def mlflow_logger():
+    """``log(values, epoch)`` onto the job's MLflow run, or None (no run, or no MLflow in the image).
+
+    The fluent client resumes the run named by ``MLFLOW_RUN_ID``; the provider records the
+    job's real outcome on the run when the job ends.
+    """
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        return None
+    try:
+        import mlflow
+    except ImportError:
+        print("not logging to MLflow: the mlflow package is not installed")
+        return None
+
+    def log(values, epoch):
+        for name, value in values.items():
+            mlflow.log_metric(name, value, step=epoch)
+
+    return log
+
+
 def restore(seed, learning_rate, hidden_units):
     """The checkpointed model and the number of epochs it has done, or a new model."""
     state = CHECKPOINT_DIR / "model.pkl"
@@ -109,6 +133,7 @@ def main():
     model, done = restore(args.seed, args.learning_rate, args.hidden_units)
     rng = np.random.default_rng(args.seed + done)
 
+    mlflow_log = mlflow_logger()
     with experiment_run() as run:
         for epoch in range(done + 1, args.epochs + 1):
             order = rng.permutation(len(x_train))
@@ -121,10 +146,12 @@ def main():
                 "val_accuracy": accuracy(model, x_val, y_val),
             }
             print(f"epoch={epoch} " + " ".join(f"{name}={value:.5f}" for name, value in values.items()))
-            if run is not None:
-                for name, value in values.items():
-                    if math.isfinite(value):  # the SDK drops non-finite values; the log line keeps them
-                        run.log_metric(name=name, value=value, step=epoch)
+            finite = {name: value for name, value in values.items() if math.isfinite(value)}
+            if run is not None:  # the SDK drops non-finite values; the log line keeps them
+                for name, value in finite.items():
+                    run.log_metric(name=name, value=value, step=epoch)
+            if mlflow_log is not None:
+                mlflow_log(finite, epoch)
             checkpoint(model, epoch)
 
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "model"))

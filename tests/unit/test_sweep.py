@@ -86,18 +86,11 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012:experiment-trial-component/sweep
 class Reader:
     """The hook's side of gather(): describes and series from memory, calls recorded."""
 
-    def __init__(self) -> None:
-        self.run_series_calls: list[tuple[dict, list[str]]] = []
-
     def describe_runs(self, names):
         return [sweep_run({"TrainingJobName": name, "TrainingJobStatus": "Completed"}) for name in names]
 
     def collect(self, runs, *, step_regex, metrics_json):
         return series_frame([(run.run, "loss", 0, 1.0, "logs") for run in runs])
-
-    def run_series(self, sources, metric_names):
-        self.run_series_calls.append((dict(sources), list(metric_names)))
-        return series_frame([(run, m, 0, 9.0, "run") for run, _ in sources.values() for m in metric_names])
 
 
 def series_frame(rows):
@@ -115,6 +108,7 @@ class Tracker:
     def __init__(self, runs) -> None:
         self.runs = runs
         self.found_with = None
+        self.series_of: list[list[str]] = []
 
     def get_runs(self, refs):
         return [self.runs[ref.record] for ref in refs]
@@ -122,6 +116,12 @@ class Tracker:
     def find_runs(self, namespace, dag_id, run_id, *, experiment=None):
         self.found_with = (namespace, dag_id, run_id, experiment)
         return list(self.runs.values())
+
+    def metric_series(self, runs):
+        from airflow_sm_provider.tracking.base import MetricSeries
+
+        self.series_of.append([run.ref.record for run in runs])
+        return [MetricSeries(run.ref, metric, (0,), (9.0,)) for run in runs for metric in run.metrics]
 
 
 def tracked(job: str | None, metrics=("loss", "lr")):
@@ -138,10 +138,10 @@ def test_gather_merges_the_runs_points_under_the_logs():
 
     reader, tracker = Reader(), Tracker({"sweep-a-run": tracked("a-1")})
     jobs = [{"kind": "training", "name": "a-1", "run": {**RUN_XCOM, "arn": ARN}}, {"name": "b-2"}]
-    sweep = gather(reader, jobs, tracker=lambda backend: tracker, step_regex=None)
+    sweep = gather(reader, jobs, tracker=lambda backend, uri: tracker, step_regex=None)
     assert [run.job for run in sweep.runs] == ["a-1", "b-2"]
     assert sweep.tracked["a-1"].record == "sweep-a-run" and "b-2" not in sweep.tracked
-    assert reader.run_series_calls == [({ARN: ("a-1", "a-1")}, ["loss", "lr"])]
+    assert tracker.series_of == [["sweep-a-run"]]
     points = {(r.run, r.metric): (r.value, r.source) for r in sweep.series.itertuples()}
     assert points == {
         ("a-1", "loss"): (1.0, "logs"),
@@ -155,7 +155,7 @@ def test_gather_without_jobs_takes_the_dag_runs_ended_tracked_runs():
 
     tracker = Tracker({"sweep-a-run": tracked("a-1"), "running": tracked(None)})
     lookup = DagRunRuns("default", "dag", "manual__1", "sweep")
-    sweep = gather(Reader(), None, tracker=lambda backend: tracker, step_regex=None, lookup=lookup)
+    sweep = gather(Reader(), None, tracker=lambda backend, uri: tracker, step_regex=None, lookup=lookup)
     assert [run.job for run in sweep.runs] == ["a-1"] and tracker.found_with == (
         "default",
         "dag",
@@ -163,9 +163,10 @@ def test_gather_without_jobs_takes_the_dag_runs_ended_tracked_runs():
         "sweep",
     )
     with pytest.raises(ValueError, match="no ended tracked run found for DAG run manual__1"):
-        gather(Reader(), None, tracker=lambda backend: Tracker({}), step_regex=None, lookup=lookup)
+        gather(Reader(), None, tracker=lambda backend, uri: Tracker({}), step_regex=None, lookup=lookup)
     with pytest.raises(ValueError, match="jobs: required"):
-        gather(Reader(), None, tracker=lambda backend: tracker, step_regex=None)
+        gather(Reader(), None, tracker=lambda backend, uri: tracker, step_regex=None)
+
 
 
 class _LazyXComs(Sequence):

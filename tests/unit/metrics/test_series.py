@@ -9,11 +9,10 @@ import pytest
 
 from airflow_sm_provider.metrics.series import (
     COLUMNS,
-    batch_get_metric_queries,
     empty_frame,
-    from_batch_get_metrics,
     from_log_events,
     from_metrics_json,
+    from_points,
     merge,
 )
 
@@ -21,7 +20,6 @@ DEFS = [
     {"Name": "train:loss", "Regex": r"train_loss=(\S+)"},
     {"Name": "validation:loss", "Regex": r"val_loss=(\S+)"},
 ]
-ARN = "arn:aws:sagemaker:us-east-1:123456789012:experiment-trial-component/run-a"
 
 
 def _event(stream: str, ms: int, message: str) -> dict:
@@ -123,37 +121,16 @@ def test_catastrophic_definition_is_skipped_and_others_kept(caplog: pytest.LogCa
     assert caplog.text.count("'evil' disabled for job j (streams j/algo-1-1, j/algo-2-1)") == 1
 
 
-def test_batch_get_metric_queries_chunks_at_100() -> None:
-    arns = [f"{ARN}-{i}" for i in range(30)]
-    chunks = batch_get_metric_queries(arns, ["a", "b", "c", "d"])
-    assert [len(c) for c in chunks] == [100, 20]
-    assert chunks[0][0] == {
-        "MetricName": "a",
-        "ResourceArn": f"{ARN}-0",
-        "MetricStat": "Avg",
-        "Period": "IterationNumber",
-        "XAxisType": "IterationNumber",
-    }
-    with pytest.raises(ValueError, match=r"trial_component_arns\[0\]"):
-        batch_get_metric_queries(["run-a"], ["a"])
-
-
-def test_from_batch_get_metrics() -> None:
-    queries = batch_get_metric_queries([ARN], ["loss", "acc", "missing"])[0]
-    response = {
-        "MetricQueryResults": [
-            {"Status": "Complete", "XAxisValues": [0, 1, 2], "MetricValues": [0.9, 0.5, 0.25]},
-            {"Status": "Truncated", "XAxisValues": [5], "MetricValues": [0.8]},
-            {"Status": "ValidationError", "Message": "no such metric", "XAxisValues": [], "MetricValues": []},
-        ]
-    }
-    frame = from_batch_get_metrics(response, queries, {ARN: ("run-a", "job-a")})
+def test_from_points() -> None:
+    frame = from_points(
+        [("run-a", "job-a", "loss", (0, 1, 2), (0.9, 0.5, 0.25)), ("run-a", "job-a", "acc", (5,), (0.8,))]
+    )
     _assert_schema(frame)
     assert _points(frame, "loss") == [(0, 0.9), (1, 0.5), (2, 0.25)]
     assert _points(frame, "acc") == [(5, 0.8)]
     assert set(frame["source"]) == {"run"} and frame["timestamp"].isna().all()
-    with pytest.raises(ValueError, match="MetricQueryResults"):
-        from_batch_get_metrics({"MetricQueryResults": []}, queries, {ARN: ("run-a", "job-a")})
+    with pytest.raises(ValueError, match="loss of run-a: 2 steps for 1 values"):
+        from_points([("run-a", "job-a", "loss", (0, 1), (0.9,))])
 
 
 def test_from_metrics_json_both_forms() -> None:
@@ -190,11 +167,7 @@ def test_from_metrics_json_names_the_bad_field(obj: dict, message: str) -> None:
 
 def test_merge_precedence_logs_then_run_then_s3() -> None:
     logs = from_log_events([_event("j/algo-1-1", 1, "epoch=1 train_loss=nan")], DEFS, run="r", job="j")
-    run = from_batch_get_metrics(
-        {"MetricQueryResults": [{"Status": "Complete", "XAxisValues": [1, 2], "MetricValues": [5.0, 6.0]}]},
-        batch_get_metric_queries([ARN], ["train:loss"])[0],
-        {ARN: ("r", "j")},
-    )
+    run = from_points([("r", "j", "train:loss", (1, 2), (5.0, 6.0))])
     s3 = from_metrics_json({"metrics": {"train:loss": [0.0, 10.0, 20.0, 30.0]}}, "r", "j")
     merged = merge([s3, run, logs, empty_frame()])
     _assert_schema(merged)

@@ -196,7 +196,7 @@ def test_each_tracked_jobs_charts_are_recorded_on_its_run_under_stable_names():
     many = {f"m{i:02d}": f"s3://b-1/good/metrics/m{i:02d}.png" for i in range(25)}
     uris = plots.PlotUris(overlays={}, jobs={"good": many, "slow": {}}, running=[])
     sweep = Sweep(runs=RUNS, series=FRAME, tracked={"good": ref})
-    plots.record_on_runs(sweep, uris, lambda backend: tracker, _Log())
+    plots.record_on_runs(sweep, uris, lambda backend, uri: tracker, _Log())
     assert len(logged) == 1 and logged[0][0] == ref
     assert list(logged[0][1])[:2] == ["curve:m00", "curve:m01"] and len(logged[0][1]) == 20
 
@@ -204,7 +204,7 @@ def test_each_tracked_jobs_charts_are_recorded_on_its_run_under_stable_names():
         raise ValueError("run sweep-good-run: 31 output artifacts, above the SDK's 30")
 
     log = _Log()
-    plots.record_on_runs(sweep, uris, lambda backend: SimpleNamespace(log_artifacts=refuse), log)
+    plots.record_on_runs(sweep, uris, lambda backend, uri: SimpleNamespace(log_artifacts=refuse), log)
     assert any("not recorded on run good-run" in line for line in log.lines)  # and no exception
 
 
