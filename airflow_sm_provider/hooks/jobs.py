@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -44,7 +45,8 @@ from airflow_sm_provider.status_poll import JobState, denied_warning, run_poll
 
 __all__ = ["SageMakerJobsHook", "StartedJob", "api_error", "jobs_hook"]
 
-DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
+#: Read-only: botocore rewrites the ``retries`` dict it is given (max_attempts -> total_max_attempts).
+DEFAULT_RETRIES: Mapping[str, object] = MappingProxyType({"mode": "adaptive", "max_attempts": 10})
 #: How many deterministic names a task instance may go through (one per failed/stopped try).
 MAX_NAME_ATTEMPTS = 100
 
@@ -72,7 +74,7 @@ def with_default_retries(config: Config | None) -> Config:
     config = config or Config()
     if config.retries:
         return config
-    return config.merge(Config(retries=DEFAULT_RETRIES))
+    return config.merge(Config(retries=dict(DEFAULT_RETRIES)))  # a copy each time: botocore edits it
 
 
 class SageMakerJobsHook(AwsBaseHook):

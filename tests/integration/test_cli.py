@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +15,9 @@ import boto3
 import pytest
 
 from airflow_sm_provider import cli
+
+#: The console script installed beside this interpreter (found also when its venv is not activated).
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("airflow-sm"))
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +55,7 @@ def finish(process: subprocess.Popen, signum: int) -> str:
 @pytest.mark.parametrize(
     ("argv", "signum"),
     [
-        ([shutil.which("airflow-sm") or "airflow-sm", "local", "up", "--port", "0"], signal.SIGINT),
+        ([CONSOLE_SCRIPT, "local", "up", "--port", "0"], signal.SIGINT),
         ([sys.executable, "-m", "airflow_sm_provider.local", "--port", "0"], signal.SIGTERM),
     ],
     ids=["console-script-ctrl-c", "python-m-sigterm"],
@@ -84,7 +86,7 @@ def test_prints_exports_serves_and_stops_cleanly(argv, signum, tmp_path):
     "argv",
     [
         [sys.executable, "-m", "airflow_sm_provider.local"],
-        [shutil.which("airflow-sm") or "airflow-sm", "local", "up"],
+        [CONSOLE_SCRIPT, "local", "up"],
     ],
     ids=["python-m", "console-script"],
 )
@@ -108,7 +110,7 @@ def test_port_in_use_is_an_error_not_a_traceback(engine):
     "argv",
     [
         [sys.executable, "-m", "airflow_sm_provider.local"],
-        [shutil.which("airflow-sm") or "airflow-sm", "local", "up"],
+        [CONSOLE_SCRIPT, "local", "up"],
     ],
     ids=["python-m", "console-script"],
 )

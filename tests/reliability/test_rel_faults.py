@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from jobs_support import training_config, upload_script
 
@@ -111,6 +112,16 @@ def jobs_named(engine: LocalEngine, stem: str) -> list[dict[str, Any]]:
 
 def test_provider_retry_configuration_is_the_one_stated():
     assert DEFAULT_RETRIES == {"mode": "adaptive", "max_attempts": 10}
+
+
+def test_the_stated_retry_configuration_survives_client_creation():
+    """botocore rewrites the retries dict it is given; the shared default used to change with it."""
+    from airflow_sm_provider.hooks.jobs import with_default_retries
+
+    config = with_default_retries(None)
+    boto3.session.Session(region_name="us-east-1").client("sagemaker", config=config)
+    assert DEFAULT_RETRIES == {"mode": "adaptive", "max_attempts": 10}
+    assert with_default_retries(None).retries == {"mode": "adaptive", "max_attempts": 10}
 
 
 def test_deferred_training_under_faults_attaches_after_a_lost_create_and_finishes_once(faulty_engine, faults):
