@@ -143,7 +143,8 @@ def test_a_job_artifact_logs_and_metrics_outlive_a_killed_engine(tmp_path, monke
             s3.get_object(Bucket=bucket, Key="deleted")
         assert _log_messages(engine.client("logs"), "/aws/sagemaker/TrainingJobs", stream) == messages
 
-        # The metrics as the provider's hook reads them: BatchGetMetrics per step.
+        # The Run's metrics, by step (BatchGetMetrics, as the trackers read them), and the job's
+        # curve as the provider's hook reads it from the kept log.
         monkeypatch.setenv(
             "AIRFLOW_CONN_AWS_DEFAULT",
             json.dumps({"conn_type": "aws", "extra": {"endpoint_url": engine.endpoint_url}}),
@@ -153,8 +154,21 @@ def test_a_job_artifact_logs_and_metrics_outlive_a_killed_engine(tmp_path, monke
         from airflow_sm_provider.hooks.metrics import SageMakerMetricsHook
 
         hook = SageMakerMetricsHook(aws_conn_id="aws_default", region_name=engine.region)
-        frame = hook.run_series({job["TrainingJobArn"]: ("run", name)}, ["acc"])
-        assert frame.sort_values("step")["value"].tolist() == [s / 10 for s in range(5)]
+        component = engine.client("sagemaker").describe_trial_component(
+            TrialComponentName=job_component_name(name, "training")
+        )
+        (series,) = engine.client("sagemaker-metrics").batch_get_metrics(
+            MetricQueries=[
+                {
+                    "MetricName": "acc",
+                    "ResourceArn": component["TrialComponentArn"],
+                    "MetricStat": "Avg",
+                    "Period": "IterationNumber",
+                    "XAxisType": "IterationNumber",
+                }
+            ]
+        )["MetricQueryResults"]
+        assert (series["XAxisValues"], series["MetricValues"]) == (list(range(5)), [s / 10 for s in range(5)])
         curve = hook.log_series(hook.describe_runs([name])[0])  # the job's log, through its definitions
         assert curve["value"].tolist() == pytest.approx([1.0 / (e + 1) for e in range(40)], abs=1e-5)
         points = engine.client("cloudwatch").get_metric_statistics(

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from jobs_support import training_config, upload_script
 
+from airflow_sm_provider._compat import DAG
 from airflow_sm_provider.notifications.failures import jobs_failed
 from airflow_sm_provider.notifications.message import FailureNotice, render_slack, render_text
 from airflow_sm_provider.notifications.notifier import SageMakerJobsNotifier
@@ -91,7 +92,8 @@ def context() -> dict:
     ti = SimpleNamespace(
         dag_id="sweep", run_id="manual__1", task_id="wait_training", map_index=-1, try_number=1
     )
-    return {"ti": ti, "exception": jobs_failed(SUMMARIES)}
+    # Airflow 2.11's notifier renders its templates with the context's DAG; Airflow 3's does not need one.
+    return {"ti": ti, "dag": DAG("sweep", schedule=None), "exception": jobs_failed(SUMMARIES)}
 
 
 EXPECTED = FailureNotice(
