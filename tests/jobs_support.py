@@ -7,6 +7,8 @@ import tarfile
 import textwrap
 import time
 import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
 from airflow_sm_provider.job_kinds import JobKind
@@ -50,3 +52,19 @@ def wait_terminal(hook: SageMakerJobsHook, name: str, timeout: float = 60) -> di
         assert time.monotonic() < deadline, job["SecondaryStatus"]
         time.sleep(0.1)
     return job
+
+
+@dataclass
+class TaskInstanceStub:
+    """The task-instance attributes the operators read, with XCom recording, for calling
+    ``execute`` / ``execute_complete`` directly (a real TaskInstance needs its DAG run in the
+    database). Keep one per task instance across its resumes: the run id is its identity."""
+
+    dag_id: str = "reliability"
+    task_id: str = "train"
+    run_id: str = field(default_factory=lambda: f"manual__{uuid.uuid4().hex}")
+    map_index: int = -1
+    xcoms: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value

@@ -9,12 +9,11 @@ the API's shapes do not carry, started a job SageMaker would refuse).
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from jobs_support import ROLE, training_config
+from jobs_support import ROLE, TaskInstanceStub, training_config
 
 from airflow_sm_provider._compat import AirflowFailException
 from airflow_sm_provider.operators.jobs import ProcessingJobOperator, TrainingJobOperator
@@ -28,19 +27,6 @@ BUCKET = "reliability-bucket"
 def sagemaker(engine) -> Any:
     """One SageMaker client on the engine for the module (a client costs ~0.5 s to build)."""
     return engine.client("sagemaker")
-
-
-class Ti:
-    """The task-instance attributes the operator reads, for calling ``execute`` directly."""
-
-    dag_id, task_id, map_index = "reliability", "job", -1
-
-    def __init__(self) -> None:
-        self.run_id = f"manual__{uuid.uuid4().hex}"
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
 
 
 def processing_config(bucket: str) -> dict[str, Any]:
@@ -174,7 +160,7 @@ def assert_refused(sagemaker, operator_class: type, config: dict, field: str, ru
     before = jobs_on_engine(sagemaker, kind)
     op = operator_class(task_id="job", config=copy.deepcopy(config), aws_conn_id=None, deferrable=False)
     with pytest.raises(AirflowFailException) as info:
-        op.execute({"ti": Ti()})
+        op.execute({"ti": TaskInstanceStub(task_id="job")})
     message = str(info.value)
     if field.startswith("config.VpcConfig"):
         field = "config.VpcConfig."  # Subnets or SecurityGroupIds, whichever the case empties
@@ -203,7 +189,7 @@ def test_instance_type_botocore_does_not_know_is_a_warning(sagemaker, aws_env, s
     )
     before = jobs_on_engine(sagemaker, "training")
     with pytest.raises(AirflowFailException, match="SageMaker refused the training job's config") as info:
-        op.execute({"ti": Ti()})
+        op.execute({"ti": TaskInstanceStub(task_id="job")})
     assert "ValidationException" in str(info.value)
     assert "'ml.future99.large' is not an instance type this botocore knows" in capsys.readouterr().out
     assert jobs_on_engine(sagemaker, "training") == before
@@ -219,7 +205,7 @@ def test_server_side_validation_exception_is_not_retried(sagemaker, aws_env, s3_
     )
     before = jobs_on_engine(sagemaker, "training")
     with pytest.raises(AirflowFailException, match="not retried"):
-        op.execute({"ti": Ti()})
+        op.execute({"ti": TaskInstanceStub(task_id="job")})
     assert jobs_on_engine(sagemaker, "training") == before
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
-from jobs_support import training_config, upload_script
+from jobs_support import TaskInstanceStub, training_config, upload_script
 
 from airflow_sm_provider._compat import TaskDeferred
 from airflow_sm_provider.hooks.jobs import DEFAULT_RETRIES
@@ -93,17 +93,6 @@ def stage(engine: LocalEngine, epochs: int) -> dict[str, Any]:
     return config
 
 
-class Ti:
-    dag_id, task_id, map_index = "reliability", "train", -1
-
-    def __init__(self) -> None:
-        self.run_id = f"manual__{uuid.uuid4().hex}"
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-
 def jobs_named(engine: LocalEngine, stem: str) -> list[dict[str, Any]]:
     client = engine.client("sagemaker")  # a plain client: the listing retries injected faults too
     pages = client.get_paginator("list_training_jobs").paginate(NameContains=stem)
@@ -126,7 +115,7 @@ def test_the_stated_retry_configuration_survives_client_creation():
 
 def test_deferred_training_under_faults_attaches_after_a_lost_create_and_finishes_once(faulty_engine, faults):
     config = stage(faulty_engine, epochs=3)
-    ti = Ti()
+    ti = TaskInstanceStub()
     op = TrainingJobOperator(
         task_id="train", config=config, aws_conn_id=None, poll_interval=0.5, max_poll_interval=1
     )
@@ -162,7 +151,7 @@ def test_polling_training_under_faults_completes_once(faulty_engine, faults):
         poll_interval=0.5,
         max_poll_interval=1,
     )
-    summary = op.execute({"ti": Ti()})
+    summary = op.execute({"ti": TaskInstanceStub()})
     assert summary["status"] == "Completed"
     assert [j["TrainingJobName"] for j in jobs_named(faulty_engine, summary["name"])] == [summary["name"]]
     assert faults.counts[("CreateTrainingJob", "reset-after-create")] == 1

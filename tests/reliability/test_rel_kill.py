@@ -15,10 +15,9 @@ import sys
 import textwrap
 import time
 import uuid
-from typing import Any
 
 import pytest
-from jobs_support import training_config, upload_script
+from jobs_support import TaskInstanceStub, training_config, upload_script
 
 from airflow_sm_provider.operators.jobs import TrainingJobOperator
 
@@ -43,17 +42,6 @@ CHILD = textwrap.dedent(
     ).execute({"ti": Ti()})
     """
 )
-
-
-class Ti:
-    dag_id, task_id, map_index = "reliability", "train", -1
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
 
 
 def test_task_killed_after_create_is_retried_onto_the_same_job(engine, aws_env, s3_bucket):
@@ -81,7 +69,7 @@ def test_task_killed_after_create_is_retried_onto_the_same_job(engine, aws_env, 
     assert sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
 
     retry = TrainingJobOperator(task_id="train", config=config, aws_conn_id=None, wait_for_completion=False)
-    assert retry.execute({"ti": Ti(run_id)})["name"] == name
+    assert retry.execute({"ti": TaskInstanceStub(run_id=run_id)})["name"] == name
     assert [
         j["TrainingJobName"] for j in sm.list_training_jobs(NameContains=stem)["TrainingJobSummaries"]
     ] == [name]

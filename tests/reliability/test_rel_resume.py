@@ -10,11 +10,10 @@ that nothing was created twice.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import pytest
-from jobs_support import training_config, upload_script
+from jobs_support import TaskInstanceStub, training_config, upload_script
 
 from airflow_sm_provider._compat import AirflowException, TaskDeferred
 from airflow_sm_provider.operators.jobs import TrainingJobOperator
@@ -28,19 +27,6 @@ for epoch in range(int(hp["epochs"])):
     print(f"epoch={epoch} loss={1 / (epoch + 1)}", flush=True)
     time.sleep(0.5)
 """
-
-
-class Ti:
-    """The task-instance attributes the operator reads (one task instance across its resumes)."""
-
-    dag_id, task_id, map_index = "reliability", "train", -1
-
-    def __init__(self) -> None:
-        self.run_id = f"manual__{uuid.uuid4().hex}"
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
 
 
 @pytest.fixture
@@ -72,7 +58,7 @@ def wait_status(engine, name: str, wanted: set[str], timeout: float = 120) -> st
 
 
 def test_resume_without_event_defers_again_on_the_running_job_then_on_kill_stops_it(engine, config):
-    ti = Ti()
+    ti = TaskInstanceStub()
     with pytest.raises(TaskDeferred) as first:
         operator(config).execute({"ti": ti})
     name = first.value.trigger.jobs[0]["name"]
@@ -92,7 +78,7 @@ def test_resume_without_event_defers_again_on_the_running_job_then_on_kill_stops
 
 
 def test_resume_without_event_after_the_job_completed_succeeds_with_its_summary(engine, config):
-    ti = Ti()
+    ti = TaskInstanceStub()
     config["HyperParameters"]["epochs"] = "2"
     with pytest.raises(TaskDeferred) as first:
         operator(config).execute({"ti": ti})
@@ -107,5 +93,5 @@ def test_resume_without_event_after_the_job_completed_succeeds_with_its_summary(
 def test_resume_without_event_and_without_a_job_fails_and_creates_none(engine, config):
     before = jobs_named(engine, "resume")
     with pytest.raises(AirflowException, match="no SageMaker training job: nothing to attach to or stop"):
-        operator(config).execute_complete({"ti": Ti()}, None)
+        operator(config).execute_complete({"ti": TaskInstanceStub()}, None)
     assert jobs_named(engine, "resume") == before

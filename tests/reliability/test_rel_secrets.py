@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
-from typing import Any
 
 import pytest
-from jobs_support import training_config, upload_script
+from jobs_support import TaskInstanceStub, training_config, upload_script
 
 from airflow_sm_provider.operators.jobs import TrainingJobOperator
 
@@ -38,17 +36,6 @@ class Everything(logging.Handler):
         self.lines.append(f"{record.name} {record.getMessage()}")
 
 
-class Ti:
-    dag_id, task_id, map_index = "reliability", "train", -1
-
-    def __init__(self) -> None:
-        self.run_id = f"manual__{uuid.uuid4().hex}"
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-
 def test_the_secret_key_is_in_no_log_xcom_or_job_environment(engine, aws_env, s3_bucket, capfd):
     secret = engine.credentials.secret_access_key
     config = training_config(s3_bucket, upload_script(engine.client("s3"), s3_bucket, SCRIPT), name="secrets")
@@ -57,7 +44,7 @@ def test_the_secret_key_is_in_no_log_xcom_or_job_environment(engine, aws_env, s3
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
-        ti = Ti()
+        ti = TaskInstanceStub()
         op = TrainingJobOperator(
             task_id="train", config=config, aws_conn_id=None, deferrable=False, poll_interval=0.5
         )

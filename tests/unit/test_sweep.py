@@ -168,7 +168,6 @@ def test_gather_without_jobs_takes_the_dag_runs_ended_tracked_runs():
         gather(Reader(), None, tracker=lambda backend, uri: tracker, step_regex=None)
 
 
-
 class _LazyXComs(Sequence):
     """Stands in for Airflow 3's lazy XCom sequence: each item read is a request, logged."""
 
