@@ -61,8 +61,6 @@ from airflow_sm_provider.job_kinds import (
 from airflow_sm_provider.links import TrackedRunLink
 from airflow_sm_provider.naming import MAX_PREFIX_LENGTH, JobIdentity
 from airflow_sm_provider.notifications.failures import jobs_failed
-from airflow_sm_provider.status_poll import poll_delay
-from airflow_sm_provider.validation import coerce_integers, s3_inputs, validate_config
 
 if TYPE_CHECKING:
     from airflow_sm_provider._compat import Context
@@ -259,6 +257,8 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
 
     def prepare_config(self) -> dict[str, Any]:
         """The rendered config with integer fields converted, validated before any AWS call."""
+        from airflow_sm_provider.validation import coerce_integers, validate_config  # not at DAG parse
+
         if not isinstance(self.config, dict):
             validate_config(self.job_kind, self.config)  # reports the type with its field
         config = coerce_integers(self.job_kind, self.config)
@@ -269,6 +269,7 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
     def check_inputs(self, config: dict[str, Any]) -> None:
         """Raise ``ConfigValidationError`` naming each S3 input that does not exist."""
         from airflow_sm_provider.hooks.inputs import missing_s3_inputs
+        from airflow_sm_provider.validation import s3_inputs
 
         problems = missing_s3_inputs(self.aws, s3_inputs(self.job_kind, config))
         if problems:
@@ -386,6 +387,8 @@ class SageMakerJobOperator(AwsArgsMixin, BaseOperator):
         Transient errors (throttling, server and connection errors that outlast botocore's
         retries) are logged and polled again; any other error is raised.
         """
+        from airflow_sm_provider.status_poll import poll_delay
+
         tailing = self.print_log
         seen, changed_at = None, time.monotonic()
         while True:

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from airflow_sm_provider._compat import BaseOperator
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
-from airflow_sm_provider.sweep import DagRunRuns, Sweep, SweepRun, gather, tracker_opener
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
 
     from airflow_sm_provider._compat import Context
     from airflow_sm_provider.hooks.metrics import SageMakerMetricsHook
+    from airflow_sm_provider.sweep import Sweep, SweepRun
 
 PNG = "image/png"
 #: Plots recorded on one tracked run at most: a run holds 30 output artifacts (its model too).
@@ -228,6 +228,8 @@ class MetricPlotOperator(AwsArgsMixin, BaseOperator):
 
     def publish(self, context: Context) -> PlotUris:
         """Draw every chart of the sweep as it is now and upload it; the URIs by chart."""
+        from airflow_sm_provider.sweep import tracker_opener
+
         ti = context["ti"]
         trackers = tracker_opener(self.aws)
         sweep = read_sweep(self, context, trackers)
@@ -258,6 +260,7 @@ class SweepArguments(Protocol):
 def read_sweep(op: SweepArguments, context: Context, trackers: Callable[[str, str], Any]) -> Sweep:
     """The sweep of a plot or report operator, from its rendered arguments."""
     from airflow_sm_provider.operators.base import default_namespace
+    from airflow_sm_provider.sweep import DagRunRuns, gather
 
     ti = context["ti"]
     lookup = DagRunRuns(

@@ -26,7 +26,6 @@ from airflow_sm_provider._compat import AirflowFailException, BaseOperator
 from airflow_sm_provider.aws_args import AwsArgs, AwsArgsMixin, aws_template_fields
 from airflow_sm_provider.links import ComparisonReportLink, console_url
 from airflow_sm_provider.operators.plots import DEFAULT_STEP_REGEX, SweepCharts, read_sweep, sweep_metrics
-from airflow_sm_provider.sweep import SweepRun, job_names, tracker_opener
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from airflow_sm_provider.hooks.metrics import SageMakerMetricsHook
     from airflow_sm_provider.metrics.health import HealthConfig
     from airflow_sm_provider.reporting.model import Report
+    from airflow_sm_provider.sweep import SweepRun
 
 DIRECTIONS = {"Minimize": "min", "Maximize": "max"}
 RANK_BY = ("final", "best")
@@ -206,6 +206,7 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
         from airflow_sm_provider import s3_keys
         from airflow_sm_provider.reporting.model import Objective, RunRecord, build_report
         from airflow_sm_provider.reporting.render import render_artifacts
+        from airflow_sm_provider.sweep import job_names, tracker_opener
 
         try:
             self.check_arguments()

@@ -232,7 +232,7 @@ def test_polling_backs_off_logs_status_changes_and_raises_on_failure(monkeypatch
         delays.append(elapsed)
         return min(max_poll_interval, max(poll_interval, elapsed / 10))
 
-    monkeypatch.setattr("airflow_sm_provider.operators.base.poll_delay", delay)
+    monkeypatch.setattr("airflow_sm_provider.status_poll.poll_delay", delay)
     clock = Clock(monkeypatch)
     hook = RecordingHook(
         states=[
