@@ -118,8 +118,11 @@ def test_on_kill_stops_unfinished_jobs_and_cancellation_alone_does_not(start):
     assert wait_terminal(start.hook, name)["TrainingJobStatus"] == "Stopped"
 
 
-def test_sensor_pokes_in_reschedule_mode_and_returns_summaries(start):
-    name = start("import time; time.sleep(2)", "poke")
+def test_sensor_pokes_in_reschedule_mode_and_returns_summaries(start, tmp_path):
+    # The job runs until the test opens its gate (a file), so the first poke sees it running
+    # however slowly a loaded machine gets there.
+    gate = tmp_path / "gate"
+    name = start(f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.1)", "poke")
     sensor = JobSensor(
         task_id="s",
         jobs=[{"kind": "training", "name": name}],
@@ -128,6 +131,7 @@ def test_sensor_pokes_in_reschedule_mode_and_returns_summaries(start):
         mode="reschedule",
     )
     assert sensor.poke({}) is False
+    gate.touch()
     deadline = time.monotonic() + 60
     while not sensor.poke({}):
         assert time.monotonic() < deadline
