@@ -14,6 +14,7 @@ EPOCHS = 12  # enough for the 10-step health rules, quicker than the demo's 30
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(900)  # the whole sweep; test processes run side by side on two cores
 def test_main_job_runs_the_sweep_and_leaves_the_report_and_runs(tmp_path: Path, capsys) -> None:
     from airflow_sm_provider.demo import run_demo
 

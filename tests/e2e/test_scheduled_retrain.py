@@ -129,6 +129,7 @@ def read_json(s3: Any, bucket: str, key: str) -> dict[str, Any]:
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(900)  # a seeded experiment and a DAG run; test processes share two cores
 def test_retrain_of_the_best_run_dethrones_a_poorer_champion(
     airflow_db: Path, retrain_dag: Any, engine: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
