@@ -123,41 +123,23 @@ def test_zip_is_reproducible(tmp_path: Path) -> None:
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_command_reports_bad_input_in_one_line() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "airflow_sm_provider.mwaa",
-            "build",
-            "--airflow-version",
-            "9.9.9",
-            "--out",
-            "x",
-        ],
+def _build(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m airflow_sm_provider.mwaa build ARGS``, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_sm_provider.mwaa", "build", *args],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_command_reports_bad_input_in_one_line() -> None:
+    done = _build("--airflow-version", "9.9.9", "--out", "x")
     assert done.returncode == 2
     assert done.stderr.startswith("error: --airflow-version: '9.9.9' is not an MWAA release known here")
 
 
 def test_policy_values_come_all_or_none() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "airflow_sm_provider.mwaa",
-            "build",
-            "--airflow-version",
-            "3.3.1",
-            "--bucket",
-            "b",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _build("--airflow-version", "3.3.1", "--bucket", "b")
     assert done.returncode == 2
     assert "give all of them or none (missing --partition, --region, --account-id" in done.stderr
