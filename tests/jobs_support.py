@@ -68,3 +68,10 @@ class TaskInstanceStub:
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
+
+
+#: The MetricDefinitions of the test jobs that print ``train_loss=… val_loss=…`` per epoch.
+LOSS_DEFINITIONS = [
+    {"Name": "train:loss", "Regex": r"train_loss=(\S+)"},
+    {"Name": "validation:loss", "Regex": r"val_loss=(\S+)"},
+]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from jobs_support import training_config, upload_script, wait_terminal
+from jobs_support import LOSS_DEFINITIONS, training_config, upload_script, wait_terminal
 
 from airflow_sm_provider._compat import TaskDeferred
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
@@ -20,10 +20,6 @@ from airflow_sm_provider.s3_keys import encode_segment
 pytestmark = pytest.mark.integration
 
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
-DEFINITIONS = [
-    {"Name": "train:loss", "Regex": r"train_loss=(\S+)"},
-    {"Name": "validation:loss", "Regex": r"val_loss=(\S+)"},
-]
 SCRIPT = """
 import json, os, sys, time
 hp = json.load(open(os.path.join(os.environ["SM_INPUT_CONFIG_DIR"], "hyperparameters.json")))
@@ -44,7 +40,7 @@ for epoch in range(epochs):
 def start_job(engine: Any, bucket: str, code: str, prefix: str, **hyperparameters: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     config = training_config(bucket, code, name=name)
-    config["AlgorithmSpecification"]["MetricDefinitions"] = DEFINITIONS
+    config["AlgorithmSpecification"]["MetricDefinitions"] = LOSS_DEFINITIONS
     config["HyperParameters"].update(hyperparameters)
     engine.client("sagemaker").create_training_job(**config)
     return name
@@ -159,7 +155,7 @@ def test_live_publisher_redefers_under_dag_test_until_the_mapped_jobs_end(
     configs = []
     for lr in ("0.1", "0.5"):
         config = training_config(s3_bucket, code, name="dagtest")
-        config["AlgorithmSpecification"]["MetricDefinitions"] = DEFINITIONS
+        config["AlgorithmSpecification"]["MetricDefinitions"] = LOSS_DEFINITIONS
         config["HyperParameters"].update(lr=lr, epochs="15", pause="0.3")
         configs.append(config)
     dag_id = f"itest_live_{uuid.uuid4().hex[:8]}"

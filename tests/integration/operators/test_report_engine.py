@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from jobs_support import training_config, upload_script, wait_terminal
+from jobs_support import LOSS_DEFINITIONS, training_config, upload_script, wait_terminal
 
 from airflow_sm_provider.hooks.jobs import SageMakerJobsHook
 from airflow_sm_provider.links import ComparisonReportLink
@@ -18,10 +18,6 @@ from airflow_sm_provider.operators.report import ComparisonReportOperator
 pytestmark = pytest.mark.integration
 
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
-DEFINITIONS = [
-    {"Name": "train:loss", "Regex": r"train_loss=(\S+)"},
-    {"Name": "validation:loss", "Regex": r"val_loss=(\S+)"},
-]
 # mode "good": the loss falls; "diverge": it falls, then grows and turns NaN (the job still
 # completes); "fail": the script writes a failure reason and exits 1 at epoch 6.
 SCRIPT = """
@@ -44,7 +40,7 @@ for epoch in range(20):
 def start_job(engine: Any, bucket: str, code: str, mode: str, lr: str) -> str:
     name = f"{mode}-{uuid.uuid4().hex[:8]}"
     config = training_config(bucket, code, name=name)
-    config["AlgorithmSpecification"]["MetricDefinitions"] = DEFINITIONS
+    config["AlgorithmSpecification"]["MetricDefinitions"] = LOSS_DEFINITIONS
     config["HyperParameters"].update({"mode": mode, "lr": lr})
     engine.client("sagemaker").create_training_job(**config)
     return name
