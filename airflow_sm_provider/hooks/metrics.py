@@ -146,6 +146,14 @@ class SageMakerMetricsHook(AwsBaseHook):
                 frames.append(self.json_series(run, metrics_json.replace("{job}", run.job)))
         return series.merge(frames)
 
+    def own_credentials(self) -> tuple[str, ...]:
+        """This connection's access key id, secret key and session token, to keep out of reports."""
+        credentials = self.get_session().get_credentials()
+        if credentials is None:
+            return ()
+        frozen = credentials.get_frozen_credentials()
+        return tuple(value for value in (frozen.access_key, frozen.secret_key, frozen.token) if value)
+
     def location(self) -> tuple[str, str]:
         """(partition, region) of this connection, for console links."""
         return self.conn_partition, self.conn_region_name

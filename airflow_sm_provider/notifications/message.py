@@ -6,24 +6,23 @@ as ``<url|console>``), with a one-line :func:`subject` that fits SNS's rules.
 
 Bounded: at most ``max_jobs`` jobs are listed and the whole text stays within ``max_chars``;
 the jobs left out are counted in a last line. Each reason is cut to ``REASON_CHARS``. Text from
-outside (reasons, the error) passes :func:`redact` first: AWS access key ids, presigned-URL
-signatures and ``secret=...``-style values are replaced, so a message never carries
-credentials even when a job printed them.
+outside (reasons, the error) passes :func:`~airflow_sm_provider.redaction.redact` first, so a
+message never carries credentials even when a job printed them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
+
+from airflow_sm_provider.redaction import redact
 
 __all__ = [
     "MAX_CHARS",
     "MAX_JOBS",
     "FailedJob",
     "FailureNotice",
-    "redact",
     "render_slack",
     "render_text",
     "subject",
@@ -37,17 +36,6 @@ REASON_CHARS = 400
 #: SNS: a subject is at most 100 printable ASCII characters, on one line.
 SUBJECT_CHARS = 100
 
-_SECRETS = (
-    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "[redacted]"),
-    (re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s]+"), r"\1[redacted]"),
-    (
-        re.compile(
-            r"(?i)\b((?:aws_)?(?:secret(?:_access_key)?|password|passwd|token|api_key)[\"']?\s*[:=]\s*)\S+"
-        ),
-        r"\1[redacted]",
-    ),
-)
-
 
 class FailedJob(TypedDict):
     """One job that ended without success, as failure callbacks and notifications read it."""
@@ -57,13 +45,6 @@ class FailedJob(TypedDict):
     status: str  # "Failed", "Stopped / MaxRuntimeExceeded", ... ("unknown" when not known)
     reason: str  # FailureReason, else the last status or exit message, else ""
     console_url: str  # the job's SageMaker console page ("" when its ARN is not known)
-
-
-def redact(text: str) -> str:
-    """``text`` with what looks like a credential replaced by ``[redacted]``."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,7 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
 
     def execute(self, context: Context) -> ReportUris:
         from airflow_sm_provider import s3_keys
+        from airflow_sm_provider.redaction import redact_values
         from airflow_sm_provider.reporting.model import Objective, RunRecord, build_report
         from airflow_sm_provider.reporting.render import render_artifacts
         from airflow_sm_provider.sweep import job_names, tracker_opener
@@ -218,8 +219,15 @@ class ComparisonReportOperator(AwsArgsMixin, BaseOperator):
         sweep = read_sweep(self, context, tracker_opener(self.aws))
         runs, frame = sweep.runs, sweep.series
         partition, region_name = self.hook.location()
+        # A job's failure reason and hyperparameters are whatever its author put there.
+        secrets = self.hook.own_credentials()
         report = build_report(
-            [RunRecord.from_dict(run.record(run_links(run, partition, region_name))) for run in runs],
+            [
+                RunRecord.from_dict(
+                    redact_values(run.record(run_links(run, partition, region_name)), secrets)
+                )
+                for run in runs
+            ],
             frame,
             Objective(self.objective_metric, self.objective_direction),  # type: ignore[arg-type]
             rank_by=self.rank_by,  # type: ignore[arg-type]

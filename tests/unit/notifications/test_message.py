@@ -5,7 +5,6 @@ from __future__ import annotations
 from airflow_sm_provider.notifications.message import (
     SUBJECT_CHARS,
     FailureNotice,
-    redact,
     render_slack,
     render_text,
     subject,
@@ -76,5 +75,4 @@ def test_credentials_in_reasons_never_reach_the_message():
     text = render_text(notice(job("a", reason=reason)))
     for secret in ("AKIAABCDEFGHIJKLMNOP", "abc123", "hunter2", "wJalrXUtnFEMI"):
         assert secret not in text
-    assert redact("token=abc") == "token=[redacted]"
     assert "X-Amz-Signature=[redacted]&x=1" in text
