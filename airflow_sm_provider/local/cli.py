@@ -47,6 +47,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "run with the engine's own Python; a job's log says when that is not the image's Python",
     )
     parser.add_argument(
+        "--mlflow-python",
+        metavar="PYTHON",
+        help="the interpreter that runs the MLflow tracking servers (`mlflow server`; default: "
+        "SAGEMAKER_LOCAL_MLFLOW_PYTHON, else the engine's own). One with the full mlflow package, "
+        "e.g. beside Airflow 2.11, whose SQLAlchemy 1.4 MLflow 3's server cannot use",
+    )
+    parser.add_argument(
         "--credentials-file",
         type=Path,
         help="the engine's access key, in the AWS credentials file format ([default] aws_access_key_id, "
@@ -80,6 +87,7 @@ def run_engine(args: argparse.Namespace) -> int:
         credentials_file=args.credentials_file,
         allowed_hosts=args.allowed_host,
         runtimes=runtimes,
+        mlflow_python=args.mlflow_python,
     )
     try:
         engine.start()

@@ -78,6 +78,7 @@ class LocalEngine:
         read_timeout_seconds: float = 30.0,
         event_drop_fraction: float = 0.0,
         event_duplicate_fraction: float = 0.0,
+        mlflow_python: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -89,6 +90,7 @@ class LocalEngine:
         self._credentials_file = Path(credentials_file) if credentials_file is not None else None
         self._allowed_hosts = tuple(allowed_hosts)
         self._read_timeout_seconds = read_timeout_seconds
+        self._mlflow_python = mlflow_python
         self._event_faults = {
             "drop_fraction": event_drop_fraction,
             "duplicate_fraction": event_duplicate_fraction,
@@ -208,7 +210,7 @@ class LocalEngine:
             stop_grace_seconds=self._stop_grace_seconds,
             events=self.events,
         )
-        self.mlflow = MlflowBackend(self.ctx)
+        self.mlflow = MlflowBackend(self.ctx, python=self._mlflow_python)
         self.jobs.mlflow = self.mlflow
         self.experiments.register_search_resource("TrainingJob", self.jobs.search_records_training)
         self.jobs.recover()

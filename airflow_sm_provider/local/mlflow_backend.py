@@ -36,6 +36,7 @@ import http.client
 import importlib.util
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -54,6 +55,9 @@ KIND = "MlflowTrackingServer"
 RESOURCE_TYPE = "mlflow-tracking-server"
 #: The job record's key of the environment the job's process gets for its MLflow run.
 JOB_ENVIRONMENT_KEY = "_MlflowEnvironment"
+#: The interpreter that runs ``mlflow server`` when the engine is not given one: MLflow 3's
+#: server needs SQLAlchemy 2, which an Airflow 2.11 environment cannot have (its pin is 1.4).
+PYTHON_ENV_VAR = "SAGEMAKER_LOCAL_MLFLOW_PYTHON"
 #: The tracking server record's key of its local port (not in any response).
 PORT_KEY = "_Port"
 #: Headers of a signed plugin request that are forwarded to the MLflow server.
@@ -79,9 +83,9 @@ def _mlflow_version() -> str:
 class MlflowBackend:
     """Handlers of the MLflow tracking server operations, and the jobs' MLflow runs."""
 
-    def __init__(self, ctx: EngineContext, python: str = sys.executable) -> None:
+    def __init__(self, ctx: EngineContext, python: str | None = None) -> None:
         self.ctx = ctx
-        self.python = python
+        self.python = python or os.environ.get(PYTHON_ENV_VAR) or sys.executable
         self._servers: dict[str, MlflowServer] = {}
         self._lock = threading.Lock()
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from jobs_support import training_config, upload_script
 
-from airflow_sm_provider._compat import DAG
+from airflow_sm_provider._compat import AIRFLOW_V3, DAG
 from airflow_sm_provider.notifications.failures import jobs_failed
 from airflow_sm_provider.notifications.message import FailureNotice, render_slack, render_text
 from airflow_sm_provider.notifications.notifier import SageMakerJobsNotifier
@@ -117,13 +117,18 @@ def test_sns_and_slack_get_the_failed_job_with_reason_and_link(topic, slack):
     assert body["text"] == render_slack(EXPECTED) and "loss &lt;nan&gt;" in body["text"]
 
 
-def test_a_slack_error_does_not_stop_sns_and_is_raised(topic, slack):
+def test_a_slack_error_does_not_stop_sns_and_is_raised(topic, slack, caplog):
     slack.status = 500
     notifier = SageMakerJobsNotifier(
         sns_topic_arn="{{ params.topic }}", slack_webhook_conn_id="{{ params.slack }}"
     )
-    with pytest.raises(RuntimeError, match="failure notification not sent to Slack"):
-        notifier({**context(), "params": {"topic": topic.arn, "slack": slack.conn_id}})
+    context_ = {**context(), "params": {"topic": topic.arn, "slack": slack.conn_id}}
+    if AIRFLOW_V3:
+        with pytest.raises(RuntimeError, match="failure notification not sent to Slack"):
+            notifier(context_)
+    else:  # Airflow 2.11's BaseNotifier.__call__ logs what notify() raised, at ERROR
+        notifier(context_)
+        assert "failure notification not sent to Slack" in caplog.text
     assert "digits-c02-ab12" in topic.receive()["Message"]
     assert len(slack.received) == 1
 

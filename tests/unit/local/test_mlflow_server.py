@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from airflow_sm_provider.local import mlflow_server
+from airflow_sm_provider.local.mlflow_backend import PYTHON_ENV_VAR, MlflowBackend
 from airflow_sm_provider.local.mlflow_server import MlflowServer, MlflowServerError
 
 STUBBORN = """
@@ -69,3 +70,14 @@ def test_a_server_that_exits_while_starting_is_an_error_with_its_output(tmp_path
     with pytest.raises(MlflowServerError, match=r"exited while starting:\n.*no such option"):
         server.start()
     assert not server.running
+
+
+def test_the_tracking_servers_interpreter_comes_from_the_engine_else_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Beside Airflow 2.11 (SQLAlchemy 1.4) MLflow 3's server must run on another interpreter."""
+    monkeypatch.delenv(PYTHON_ENV_VAR, raising=False)
+    assert MlflowBackend(ctx=None).python == sys.executable  # type: ignore[arg-type]
+    monkeypatch.setenv(PYTHON_ENV_VAR, "/opt/mlflow/bin/python")
+    assert MlflowBackend(ctx=None).python == "/opt/mlflow/bin/python"  # type: ignore[arg-type]
+    assert MlflowBackend(ctx=None, python="/srv/py").python == "/srv/py"  # type: ignore[arg-type]
