@@ -21,6 +21,9 @@ class ReportHook(RecordingHook):
     def location(self) -> tuple[str, str]:
         return "aws", "eu-west-1"
 
+    def own_credentials(self) -> tuple[str, ...]:
+        return ("AKIDLOCALKEY", "local-secret-key")
+
 
 class Ti:
     dag_id, run_id = "sweep", "manual__2026-01-02T03:04:05+00:00"
