@@ -114,7 +114,7 @@ def runs_csv(report: Report) -> bytes:
     header = fixed + [f"metric:{m}" for m in metric_names] + [f"hp:{p}" for p in param_names] + tail
 
     def row(run: RunSummary) -> list[Any]:
-        health = "; ".join(f"{f.rule}@{f.step}" if f.step is not None else f.rule for f in run.health)
+        health = "; ".join(badge.label for badge in _badges(run))
         values = [getattr(run, name) for name in fixed]
         values += [run.final_metrics.get(m) for m in metric_names]
         values += [run.hyperparameters.get(p) for p in param_names]
@@ -220,6 +220,30 @@ class _Link:
     name: str
     href: str | None
     text: str
+
+
+@dataclass(frozen=True)
+class _Badge:
+    """One rule at one step of a run: the label ``rule @step`` and every reason behind it."""
+
+    rule: str
+    step: int | None
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return self.rule if self.step is None else f"{self.rule}@{self.step}"
+
+
+def _badges(run: RunSummary) -> list[_Badge]:
+    """A run's flags, one per rule and step: a curve logged under two names (``val_loss`` from
+    the log and ``validation:loss`` from the tracker) fires each rule twice at the same step."""
+    reasons: dict[tuple[str, int | None], list[str]] = {}
+    for flag in run.health:
+        found = reasons.setdefault((flag.rule, flag.step), [])
+        if flag.reason not in found:
+            found.append(flag.reason)
+    return [_Badge(rule, step, "; ".join(texts)) for (rule, step), texts in reasons.items()]
 
 
 @cache
@@ -354,6 +378,7 @@ def render_html(report: Report, charts: Mapping[str, bytes] | None = None) -> Ht
             curves=curves,
             param_charts=param_charts,
             links=_links,
+            badges=_badges,
             severe=SEVERE_RULES,
             num=_num,
             sort_key=_sort_key,

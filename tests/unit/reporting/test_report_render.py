@@ -191,3 +191,21 @@ def test_render_artifacts_returns_every_file_with_its_content_type(
     }
     assert all(isinstance(body, bytes) and body for body, _ in artifacts.values())
     assert len(_rows(artifacts["metrics.csv"][0])) == len(sweep[1])
+
+
+def test_a_curve_logged_under_two_names_gives_one_badge_per_rule_and_step(
+    make_series: SeriesFactory, now: datetime
+) -> None:
+    """``val_loss`` (the log) and ``validation:loss`` (the tracker) are one curve: one badge."""
+    curve = [1.0, 0.5, 0.4, float("nan")]
+    series = make_series({("r", "val_loss"): curve, ("r", "validation:loss"): curve})
+    report = build_report(
+        [RunRecord(name="r", status="Completed")], series, Objective("validation:loss"), now=now
+    )
+    flags = [(f.rule, f.step) for f in report.runs[0].health]
+    assert flags.count(("non_finite", 3)) == 2  # the model keeps both findings...
+    leaderboard = re.search(r'<td class="health".*?</td>', render_html(report).html.decode()).group(0)
+    assert leaderboard.count("non_finite @3") == 1  # ...the leaderboard shows the rule once
+    assert leaderboard.count("val_loss") == leaderboard.count("validation:loss") == 1  # both reasons
+    [row] = _rows(runs_csv(report))
+    assert row["health"].split("; ").count("non_finite@3") == 1
