@@ -126,7 +126,7 @@ def test_live_publication_while_the_job_runs_then_after_it_ends(engine, s3_bucke
         assert time.monotonic() < deadline
         time.sleep(0.3)
 
-    with pytest.raises(TaskDeferred) as deferred:  # published, and the job still runs
+    with pytest.raises(TaskDeferred) as deferred:  # published, and deferred: it saw the job running
         op.execute(context("live_dag"))
     assert deferred.value.method_name == "republish"
     assert deferred.value.trigger.moment > deferred.value.trigger.moment.now(
@@ -136,9 +136,6 @@ def test_live_publication_while_the_job_runs_then_after_it_ends(engine, s3_bucke
     s3 = engine.client("s3")
     partial = s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
     assert partial[:4] == b"\x89PNG"
-    assert (
-        SageMakerJobsHook(aws_conn_id=None).describe_job("training", job)["TrainingJobStatus"] == "InProgress"
-    )
 
     assert wait_terminal(SageMakerJobsHook(aws_conn_id=None), job)["TrainingJobStatus"] == "Completed"
     uris = op.republish(context("live_dag"), event={"status": "success"})  # the trigger fired
