@@ -252,8 +252,8 @@ HOLD_SECONDS = 120
 MIN_FIRST_POLL = 30
 #: Largest RSS growth of the triggerer (with its children) over the hold, the median of its
 #: last third against the median of its first. In the hold each of the triggers polls at least
-#: every 30 s: 1,000 or more polls. A trigger that leaked a client would add 0.7 MB (an
-#: aiobotocore SageMaker client on a shared session, measured; 17 MB on a session of its own).
+#: every 30 s: 1,000 or more polls. A poll that leaked a client would add 0.7 MB (an aiobotocore
+#: SageMaker client on a shared session, measured; 17 MB on a session of its own).
 MAX_GROWTH_MB = 32
 
 
