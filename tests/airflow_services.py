@@ -15,8 +15,9 @@ the LocalExecutor, in a private ``AIRFLOW_HOME``::
 
 Every component runs in its own session (process group); :meth:`AirflowServices.stop` ends
 each group (SIGTERM, a grace period, then SIGKILL), so the task processes the LocalExecutor
-forks go too, even when the test failed. A user ``admin`` with a generated password logs in
-through the simple auth manager, as a person would in the UI.
+forks go too, even when the test failed. :meth:`AirflowServices.restart` does the same to one
+component and starts it again, as a deployment restarts a service. A user ``admin`` with a
+generated password logs in through the simple auth manager, as a person would in the UI.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ import httpx
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 FINISHED = ("success", "failed")
+
+
+def engine_env(engine: Any) -> dict[str, str]:
+    """The environment that sends the components' AWS calls to a running local engine: the SDKs'
+    (``engine.environ()``) and the Amazon provider's ``aws_default`` connection."""
+    return {
+        **engine.environ(),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {"conn_type": "aws", "extra": {"endpoint_url": engine.endpoint_url}}
+        ),
+    }
 
 
 def free_port() -> int:
@@ -110,7 +122,17 @@ class AirflowApi:
         return run
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        """Every task instance of the run (each mapped one), page by page: the API returns 100 at most."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.call(
+                "GET",
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 100, "offset": len(found), "order_by": "id"},
+            )
+            found.extend(page["task_instances"])
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
 
 
 class AirflowServices:
@@ -174,19 +196,37 @@ class AirflowServices:
             with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
                 db.execute("PRAGMA journal_mode=WAL")
             for component in self.components:
-                self.processes[component] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", component],
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=self.log_path(component).open("wb"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group: stop() ends its children too
-                )
+                self.processes[component] = self._spawn(component, "wb")
             self.wait_healthy(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _spawn(self, component: str, mode: str) -> subprocess.Popen:
+        with self.log_path(component).open(mode) as log:  # the child holds its own copy
+            return subprocess.Popen(
+                [sys.executable, "-m", "airflow", component],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() ends its children too
+            )
+
+    def restart(self, component: str, grace: float = 30, timeout: float = 180) -> subprocess.Popen:
+        """Restart ``component`` as a deployment restarts a service; returns the new process.
+
+        Its process group gets SIGTERM, ``grace`` seconds to exit (then SIGKILL); it starts
+        again with the same environment, appending to the same log file, and this returns once
+        Airflow reports it healthy with a heartbeat of the new process (the old one's job may
+        look alive for a while after it died).
+        """
+        _end_group(self.processes.pop(component), grace=grace)
+        since = datetime.now(UTC)
+        self.processes[component] = self._spawn(component, "ab")
+        self.wait_healthy(timeout, since=since)
+        return self.processes[component]
 
     def airflow(self, *args: str, timeout: float = 120) -> str:
         """Run one ``airflow`` CLI command in this home; returns its output."""
@@ -204,9 +244,17 @@ class AirflowServices:
             )
         return done.stdout
 
-    def wait_healthy(self, timeout: float) -> dict[str, Any]:
-        """``GET /api/v2/monitor/health`` until every started component is healthy."""
+    def wait_healthy(self, timeout: float, since: datetime | None = None) -> dict[str, Any]:
+        """``GET /api/v2/monitor/health`` until every started component is healthy (and, with
+        ``since``, has a heartbeat later than it)."""
         wanted = {"scheduler", "triggerer", "dag_processor"} & {c.replace("-", "_") for c in self.components}
+
+        def ready(component: str) -> bool:
+            state = health.get(component) or {}
+            beat = state.get(f"latest_{component}_heartbeat")
+            fresh = since is None or (beat is not None and datetime.fromisoformat(beat) > since)
+            return state.get("status") == "healthy" and fresh
+
         deadline = time.monotonic() + timeout
         health: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -219,21 +267,14 @@ class AirflowServices:
                 health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
             except (httpx.HTTPError, ValueError):
                 health = {}
-            if health and all((health.get(c) or {}).get("status") == "healthy" for c in wanted):
+            if health and all(ready(c) for c in wanted):
                 return health
             time.sleep(1)
         raise TimeoutError(f"Airflow not healthy after {timeout} s: {health}")
 
     def stop(self, grace: float = 10) -> None:
         """End every component's process group: SIGTERM, ``grace`` seconds, then SIGKILL."""
-        for process in self.processes.values():
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.1, deadline - time.monotonic()))
-            _signal_group(process, signal.SIGKILL)  # the group's stragglers too
-            process.wait()
+        _end_group(*self.processes.values(), grace=grace)
         self.processes.clear()
 
     def __enter__(self) -> AirflowServices:
@@ -261,6 +302,18 @@ class AirflowServices:
         """Everything ``component`` wrote to stdout and stderr so far."""
         path = self.log_path(component)
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _end_group(*processes: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to each process's group, ``grace`` seconds for all, then SIGKILL to what is left."""
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.1, deadline - time.monotonic()))
+        _signal_group(process, signal.SIGKILL)  # the group's stragglers too
+        process.wait()
 
 
 def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:

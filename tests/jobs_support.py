@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import tarfile
 import textwrap
 import time
@@ -75,3 +76,24 @@ LOSS_DEFINITIONS = [
     {"Name": "train:loss", "Regex": r"train_loss=(\S+)"},
     {"Name": "validation:loss", "Regex": r"val_loss=(\S+)"},
 ]
+
+
+class InjectedFaults(logging.Handler):
+    """Counts the faults the local engine injects (``SAGEMAKER_LOCAL_FAULTS``) while entered: the
+    injector logs each at WARNING on its module's logger."""
+
+    logger = logging.getLogger("airflow_sm_provider.local.faults")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.msg.startswith("Injected fault")
+
+    def __enter__(self) -> InjectedFaults:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self)

@@ -11,23 +11,14 @@ processing and three training jobs, all Completed: none duplicated, orphaned or 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
+from jobs_support import InjectedFaults
 
 from airflow_sm_provider.local.faults import ENV_VAR
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
-
-
-class Count(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.faults = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.faults += record.msg.startswith("Injected fault")
 
 
 @pytest.mark.slow
@@ -38,16 +29,12 @@ def test_template_dag_under_faults_runs_each_job_once(tmp_path: Path, monkeypatc
 
     monkeypatch.setenv(ENV_VAR, json.dumps({"rate": 0.3, "after_create": 1.0, "seed": 30}))
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "10")
-    count, logger = Count(), logging.getLogger("airflow_sm_provider.local.faults")
-    logger.addHandler(count)
-    try:
-        artifacts = tmp_path / "artifacts"
+    artifacts = tmp_path / "artifacts"
+    with InjectedFaults() as faults:
         code = run_demo(artifacts, DAGS_FOLDER, {"epochs": 6})
-    finally:
-        logger.removeHandler(count)
     summary = json.loads((artifacts / "run-summary.json").read_text())
     assert code == 0 and summary["state"] == "success", (artifacts / "dag-test.log").read_text()[-3000:]
     jobs = summary["jobs"]
     assert sorted(job["kind"] for job in jobs) == ["processing", "training", "training", "training"]
     assert {job["status"] for job in jobs} == {"Completed"}
-    assert count.faults >= 4  # at least each Create's lost answer
+    assert faults.count >= 4  # at least each Create's lost answer

@@ -8,7 +8,6 @@ as the template's ``max_active_runs=1`` would run them anyway.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -17,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from airflow_services import AirflowServices
+from airflow_services import AirflowServices, engine_env
 
 from airflow_sm_provider.local import LocalEngine
 
@@ -45,10 +44,7 @@ def test_five_rest_triggered_runs_of_the_template_succeed(tmp_path: Path) -> Non
         bucket = f"services-{uuid.uuid4().hex[:12]}"
         engine.client("s3").create_bucket(Bucket=bucket)
         env = {
-            **engine.environ(),
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-                {"conn_type": "aws", "extra": {"endpoint_url": engine.endpoint_url}}
-            ),
+            **engine_env(engine),
             "SAGEMAKER_PIPELINE_POLL_SECONDS": "2",
             "SAGEMAKER_PIPELINE_REPLOT_SECONDS": "5",
             # Only the runs this test triggers: no scheduled run of the weekly template.
