@@ -289,71 +289,81 @@ class JobThreads:
         if stopping.get("MaxWaitTimeInSeconds"):
             control.wait_deadline = time.monotonic() + stopping["MaxWaitTimeInSeconds"]
         budget = float(stopping.get("MaxRuntimeInSeconds") or DEFAULT_TRAINING_RUNTIME)
-        while True:
-            control.runtime_deadline = None  # the runtime budget does not run while waiting for a slot
-            if not self._slots.acquire(name, control, lambda: self._advance(TRAINING, name, Event.QUEUE)):
-                result = RunResult(control.check() or EndReason.STOPPED)
-                break
-            started = time.monotonic()
-            try:
-                if not self._advance(TRAINING, name, Event.DOWNLOAD):
+        holding = False  # the slot is kept until the job's end is recorded: a job waiting for it
+        try:  # starts after this one's TrainingEndTime, as on SageMaker
+            while True:
+                control.runtime_deadline = None  # the runtime budget does not run while waiting for a slot
+                if not self._slots.acquire(name, control, lambda: self._advance(TRAINING, name, Event.QUEUE)):
                     result = RunResult(control.check() or EndReason.STOPPED)
                     break
-                job_experiments.mark_started(
-                    self.experiments, "training", self._get(TRAINING, name), self.ctx.now()
-                )
-                control.runtime_deadline = started + budget - active.run_seconds
-                run = TrainingRun(
-                    self._get(TRAINING, name),
-                    report=lambda event: self._advance(TRAINING, name, event),
-                    **self._job_run_args(TRAINING, record, active),
-                )
+                holding = True
+                started = time.monotonic()
                 try:
-                    result = run.run()
-                except JobFailure as err:
-                    result = RunResult(EndReason.FAILED, failure_reason=str(err))
-            finally:
-                active.run_seconds += time.monotonic() - started
+                    if not self._advance(TRAINING, name, Event.DOWNLOAD):
+                        result = RunResult(control.check() or EndReason.STOPPED)
+                        break
+                    job_experiments.mark_started(
+                        self.experiments, "training", self._get(TRAINING, name), self.ctx.now()
+                    )
+                    control.runtime_deadline = started + budget - active.run_seconds
+                    run = TrainingRun(
+                        self._get(TRAINING, name),
+                        report=lambda event: self._advance(TRAINING, name, event),
+                        **self._job_run_args(TRAINING, record, active),
+                    )
+                    try:
+                        result = run.run()
+                    except JobFailure as err:
+                        result = RunResult(EndReason.FAILED, failure_reason=str(err))
+                finally:
+                    active.run_seconds += time.monotonic() - started
+                if result.outcome is not EndReason.INTERRUPTED or control.stop.is_set():
+                    break
                 self._slots.release(name)
-            if result.outcome is not EndReason.INTERRUPTED or control.stop.is_set():
-                break
-            control.interrupt.clear()
-            self._advance(TRAINING, name, Event.INTERRUPT)
-            self._advance(TRAINING, name, Event.RESTART)
-        outputs: dict[str, Any] = {"FinalMetricDataList": result.final_metrics or None}
-        if result.model_artifacts:
-            outputs["ModelArtifacts"] = {"S3ModelArtifacts": result.model_artifacts}
-        self._end(TRAINING, name, active, result, **outputs)
+                holding = False
+                control.interrupt.clear()
+                self._advance(TRAINING, name, Event.INTERRUPT)
+                self._advance(TRAINING, name, Event.RESTART)
+            outputs: dict[str, Any] = {"FinalMetricDataList": result.final_metrics or None}
+            if result.model_artifacts:
+                outputs["ModelArtifacts"] = {"S3ModelArtifacts": result.model_artifacts}
+            self._end(TRAINING, name, active, result, **outputs)
+        finally:
+            if holding:
+                self._slots.release(name)
 
     def _run_processing(self, name: str, active: ActiveJob) -> None:
         record = self._get(PROCESSING, name)
         control = active.control
         if not self._slots.acquire(name, control, lambda: None):
             result = RunResult(control.check() or EndReason.STOPPED)
-        else:
+            self._end(PROCESSING, name, active, result, exit=result.exit_message)
+            return
+        try:  # the slot is kept until the job's end is recorded, as for training
+            if record.get("StoppingCondition"):
+                limit = record["StoppingCondition"]["MaxRuntimeInSeconds"]
+                control.runtime_deadline = time.monotonic() + limit
+            self.ctx.store.update(
+                PROCESSING, name, lambda r: lifecycle.mark_processing_started(r, self.ctx.now())
+            )
+            job_experiments.mark_started(
+                self.experiments, "processing", self._get(PROCESSING, name), self.ctx.now()
+            )
+            run = ProcessingRun(
+                record, report=lambda event: None, **self._job_run_args(PROCESSING, record, active)
+            )
             try:
-                if record.get("StoppingCondition"):
-                    limit = record["StoppingCondition"]["MaxRuntimeInSeconds"]
-                    control.runtime_deadline = time.monotonic() + limit
-                self.ctx.store.update(
-                    PROCESSING, name, lambda r: lifecycle.mark_processing_started(r, self.ctx.now())
+                result = run.run()
+            except JobFailure as err:
+                result = RunResult(EndReason.FAILED, failure_reason=str(err))
+            if result.outcome is EndReason.MAX_RUNTIME:
+                limit = record["StoppingCondition"]["MaxRuntimeInSeconds"]
+                result.failure_reason = (
+                    f"Processing job exceeded MaxRuntimeInSeconds ({limit} s) and was stopped"
                 )
-                job_experiments.mark_started(
-                    self.experiments, "processing", self._get(PROCESSING, name), self.ctx.now()
-                )
-                run = ProcessingRun(
-                    record, report=lambda event: None, **self._job_run_args(PROCESSING, record, active)
-                )
-                try:
-                    result = run.run()
-                except JobFailure as err:
-                    result = RunResult(EndReason.FAILED, failure_reason=str(err))
-            finally:
-                self._slots.release(name)
-        if result.outcome is EndReason.MAX_RUNTIME:
-            limit = record["StoppingCondition"]["MaxRuntimeInSeconds"]
-            result.failure_reason = f"Processing job exceeded MaxRuntimeInSeconds ({limit} s) and was stopped"
-        self._end(PROCESSING, name, active, result, exit=result.exit_message)
+            self._end(PROCESSING, name, active, result, exit=result.exit_message)
+        finally:
+            self._slots.release(name)
 
     def _end(self, kind: str, name: str, active: ActiveJob, result: RunResult, **fields: Any) -> None:
         """Apply the event that ends a job; whatever raced with it, the job ends terminal."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,10 @@ from airflow_sm_provider.local.engine import is_loopback
 pytestmark = pytest.mark.integration
 
 
-def test_starts_in_well_under_three_seconds_and_answers():
-    began = time.perf_counter()
+def test_starts_and_answers_on_loopback():
+    """Its start-up time is measured by ``benchmarks/engine_latency.py`` (target 3 s), not here."""
     with LocalEngine() as engine:
-        engine.client("sagemaker").list_training_jobs()
-        assert time.perf_counter() - began < 3
+        assert engine.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
         assert engine.endpoint_url.startswith("http://127.0.0.1:")
 
 
