@@ -55,6 +55,17 @@ def engine_env(engine: Any) -> dict[str, str]:
     }
 
 
+def template_env(engine: Any) -> dict[str, str]:
+    """:func:`engine_env` for runs of the template DAG: short polls and re-plots, and only the
+    runs a test triggers (no scheduled run of the weekly template)."""
+    return {
+        **engine_env(engine),
+        "SAGEMAKER_PIPELINE_POLL_SECONDS": "2",
+        "SAGEMAKER_PIPELINE_REPLOT_SECONDS": "5",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import psutil
 import pytest
-from airflow_services import AirflowApi, AirflowServices, engine_env
+from airflow_services import AirflowApi, AirflowServices, engine_env, template_env
 from jobs_support import InjectedFaults, training_config, upload_script
 
 from airflow_sm_provider.local import LocalEngine
@@ -204,12 +204,6 @@ def test_template_dag_under_faults_through_the_real_services_runs_each_job_once(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "10")
     with InjectedFaults() as faults, LocalEngine() as engine:
         bucket = new_bucket(engine)
-        env = {
-            **engine_env(engine),
-            "SAGEMAKER_PIPELINE_POLL_SECONDS": "2",
-            "SAGEMAKER_PIPELINE_REPLOT_SECONDS": "5",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the run this test triggers
-        }
         conf = {
             "bucket": bucket,
             "prefix": "faults",
@@ -217,7 +211,7 @@ def test_template_dag_under_faults_through_the_real_services_runs_each_job_once(
             "grid": {"learning-rate": LEARNING_RATES, "hidden-units": [16]},
             "epochs": 4,
         }
-        with AirflowServices(TEMPLATE_DAGS, env=env, home=tmp_path / "airflow") as airflow:
+        with AirflowServices(TEMPLATE_DAGS, env=template_env(engine), home=tmp_path / "airflow") as airflow:
             api, run_id = start_run(airflow, TEMPLATE_DAG, conf)
             run = api.wait_for_run(TEMPLATE_DAG, run_id, timeout=2000)
             states = {ti["task_id"]: ti["state"] for ti in api.task_instances(TEMPLATE_DAG, run_id)}

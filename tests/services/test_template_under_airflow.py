@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from airflow_services import AirflowServices, engine_env
+from airflow_services import AirflowServices, template_env
 
 from airflow_sm_provider.local import LocalEngine
 
@@ -43,13 +43,7 @@ def test_five_rest_triggered_runs_of_the_template_succeed(tmp_path: Path) -> Non
     with LocalEngine() as engine:
         bucket = f"services-{uuid.uuid4().hex[:12]}"
         engine.client("s3").create_bucket(Bucket=bucket)
-        env = {
-            **engine_env(engine),
-            "SAGEMAKER_PIPELINE_POLL_SECONDS": "2",
-            "SAGEMAKER_PIPELINE_REPLOT_SECONDS": "5",
-            # Only the runs this test triggers: no scheduled run of the weekly template.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        }
+        env = template_env(engine)
         with AirflowServices(DAGS_FOLDER, env=env, home=tmp_path / "airflow") as airflow:
             api = airflow.api()
             api.wait_for_dag(DAG_ID)
